@@ -1,0 +1,246 @@
+use core::fmt;
+
+use burn::config::Config;
+use burn::module::AutodiffModule;
+use burn::optim::adaptor::OptimizerAdaptor;
+use burn::tensor::backend::AutodiffBackend;
+
+use crate::optimizer::NovoGrad;
+use burn::grad_clipping::GradientClippingConfig;
+
+/// Where the weight decay `d·w` enters the step.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum WeightDecayMode {
+    /// The paper, optax, torch-optimizer, timm and NeMo: the decay is added to the normalised
+    /// gradient before it enters the first moment,
+    /// `m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t)`, `w_{t+1} = w_t − λ·m_t`.
+    InMoment,
+    /// NVIDIA Apex `FusedNovoGrad`'s default (`reg_inside_moment=False`): the first moment
+    /// averages the raw gradient and both normalisation and decay apply at the update,
+    /// `m_t = β1·m_{t−1} + a·g_t`, `w_{t+1} = w_t − λ·(m_t/(√v̂_t + ε) + d·w_t)`.
+    OnUpdate,
+}
+
+/// [`NovoGrad`] configuration. The defaults are the paper's
+/// ([Ginsburg et al. 2019](https://arxiv.org/abs/1905.11286)).
+///
+/// ```
+/// use burn_novograd::NovoGradConfig;
+///
+/// let optimizer = NovoGradConfig::new()
+///     .with_beta_1(0.95)
+///     .with_beta_2(0.98)
+///     .with_weight_decay(1e-3)
+///     .build();
+/// ```
+#[derive(Config, Debug)]
+pub struct NovoGradConfig {
+    /// Decay of the first moment, β1 ∈ [0, 1).
+    #[config(default = 0.95)]
+    pub beta_1: f32,
+    /// Decay of the per-tensor second moment, β2 ∈ [0, 1). `0.0` normalises by the current
+    /// gradient norm only (NVIDIA's Jasper recipe).
+    #[config(default = 0.98)]
+    pub beta_2: f32,
+    /// Added to `√v̂` in the denominator (outside the root), ε > 0.
+    #[config(default = 1e-8)]
+    pub epsilon: f32,
+    /// Added to `v̂` inside the root, as optax's `eps_root`: `√(v̂ + ε_root) + ε`. At least 0.
+    #[config(default = 0.0)]
+    pub epsilon_root: f32,
+    /// Weight decay `d ≥ 0`, placed as [`weight_decay_mode`](Self::weight_decay_mode) says.
+    #[config(default = 0.0)]
+    pub weight_decay: f32,
+    /// Where the weight decay enters the step.
+    #[config(default = "WeightDecayMode::InMoment")]
+    pub weight_decay_mode: WeightDecayMode,
+    /// Scale the moment's input by `a = 1 − β1` (an exponential average) instead of `a = 1`.
+    #[config(default = false)]
+    pub grad_averaging: bool,
+    /// Normalise by the running maximum of `v` instead of `v` (AMSGrad).
+    #[config(default = false)]
+    pub amsgrad: bool,
+    /// Apex-style bias correction: divide `v` by `1 − β2^t` and `m` by `1 − β1^t`.
+    #[config(default = false)]
+    pub bias_correction: bool,
+    /// [Gradient clipping](GradientClippingConfig), applied by [`init`](Self::init) before the step.
+    pub grad_clipping: Option<GradientClippingConfig>,
+}
+
+/// An invalid [`NovoGradConfig`] field: its name, its value and the range it must lie in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NovoGradConfigError {
+    /// The field's name, as in [`NovoGradConfig`].
+    pub field: &'static str,
+    /// The rejected value.
+    pub value: f32,
+    /// The valid range, in words.
+    pub expected: &'static str,
+}
+
+impl fmt::Display for NovoGradConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "invalid NovoGrad config: {} = {}, expected {}",
+            self.field, self.value, self.expected
+        )
+    }
+}
+
+impl std::error::Error for NovoGradConfigError {}
+
+impl NovoGradConfig {
+    /// Checks every field against its valid range.
+    pub fn validate(&self) -> Result<(), NovoGradConfigError> {
+        let unit = |value: f32| (0.0..1.0).contains(&value);
+        let positive = |value: f32| value.is_finite() && value > 0.0;
+        let non_negative = |value: f32| value.is_finite() && value >= 0.0;
+        let checks: [(&'static str, f32, fn(f32) -> bool, &'static str); 5] = [
+            ("beta_1", self.beta_1, unit, "a value in [0, 1)"),
+            ("beta_2", self.beta_2, unit, "a value in [0, 1)"),
+            ("epsilon", self.epsilon, positive, "a finite value > 0"),
+            (
+                "epsilon_root",
+                self.epsilon_root,
+                non_negative,
+                "a finite value >= 0",
+            ),
+            (
+                "weight_decay",
+                self.weight_decay,
+                non_negative,
+                "a finite value >= 0",
+            ),
+        ];
+        match checks
+            .into_iter()
+            .find(|(_, value, valid, _)| !valid(*value))
+        {
+            Some((field, value, _, expected)) => Err(NovoGradConfigError {
+                field,
+                value,
+                expected,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Builds the per-tensor [`NovoGrad`] optimizer, or says which field is invalid.
+    pub fn try_build(&self) -> Result<NovoGrad, NovoGradConfigError> {
+        self.validate()?;
+        Ok(NovoGrad::new(self))
+    }
+
+    /// Builds the per-tensor [`NovoGrad`] optimizer.
+    ///
+    /// # Panics
+    ///
+    /// If the config is invalid, with the message of [`NovoGradConfigError`].
+    pub fn build(&self) -> NovoGrad {
+        self.try_build().unwrap_or_else(|error| panic!("{error}"))
+    }
+
+    /// The optimizer for a module `M`, ready for Burn's `Learner` or a hand-written loop, with
+    /// the configured gradient clipping; or says which field is invalid.
+    pub fn try_init<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+    ) -> Result<OptimizerAdaptor<NovoGrad, M, B>, NovoGradConfigError> {
+        let mut optimizer = OptimizerAdaptor::from(self.try_build()?);
+        if let Some(clipping) = &self.grad_clipping {
+            optimizer = optimizer.with_grad_clipping(clipping.init());
+        }
+        Ok(optimizer)
+    }
+
+    /// The optimizer for a module `M`, ready for Burn's `Learner` or a hand-written loop.
+    ///
+    /// # Panics
+    ///
+    /// If the config is invalid, with the message of [`NovoGradConfigError`].
+    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(
+        &self,
+    ) -> OptimizerAdaptor<NovoGrad, M, B> {
+        self.try_init().unwrap_or_else(|error| panic!("{error}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::{Autodiff, NdArray};
+    use burn::nn::Linear;
+
+    fn invalid() -> Vec<(NovoGradConfig, &'static str)> {
+        let config = NovoGradConfig::new;
+        vec![
+            (config().with_beta_1(1.0), "beta_1"),
+            (config().with_beta_1(-0.1), "beta_1"),
+            (config().with_beta_1(f32::NAN), "beta_1"),
+            (config().with_beta_2(1.5), "beta_2"),
+            (config().with_beta_2(-1e-3), "beta_2"),
+            (config().with_epsilon(0.0), "epsilon"),
+            (config().with_epsilon(-1e-8), "epsilon"),
+            (config().with_epsilon(f32::INFINITY), "epsilon"),
+            (config().with_epsilon_root(-1.0), "epsilon_root"),
+            (config().with_epsilon_root(f32::NAN), "epsilon_root"),
+            (config().with_weight_decay(-0.01), "weight_decay"),
+            (config().with_weight_decay(f32::INFINITY), "weight_decay"),
+        ]
+    }
+
+    #[test]
+    fn defaults_are_the_papers_and_valid() {
+        let config = NovoGradConfig::new();
+        assert_eq!(
+            (config.beta_1, config.beta_2, config.epsilon),
+            (0.95, 0.98, 1e-8)
+        );
+        assert_eq!((config.epsilon_root, config.weight_decay), (0.0, 0.0));
+        assert_eq!(config.weight_decay_mode, WeightDecayMode::InMoment);
+        assert!(!config.grad_averaging && !config.amsgrad && !config.bias_correction);
+        assert!(config.grad_clipping.is_none());
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.with_beta_2(0.0).with_beta_1(0.0).validate(), Ok(()));
+    }
+
+    #[test]
+    fn invalid_fields_are_named_with_their_value_and_range() {
+        for (config, field) in invalid() {
+            let error = config.validate().expect_err(field);
+            assert_eq!(error.field, field);
+            let message = error.to_string();
+            assert!(
+                message.contains(field) && message.contains("expected"),
+                "{message}"
+            );
+            // Compared as messages: a NaN value is not equal to itself.
+            let built = config.try_build().map(|_| ()).map_err(|e| e.to_string());
+            assert_eq!(built, Err(message.clone()));
+            let init = config.try_init::<Autodiff<NdArray>, Linear<Autodiff<NdArray>>>();
+            assert_eq!(init.map(|_| ()).map_err(|e| e.to_string()), Err(message));
+        }
+        let error = NovoGradConfig::new()
+            .with_beta_1(1.0)
+            .validate()
+            .unwrap_err();
+        assert_eq!(
+            error.to_string(),
+            "invalid NovoGrad config: beta_1 = 1, expected a value in [0, 1)"
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid NovoGrad config: epsilon = 0, expected a finite value > 0")]
+    fn build_panics_with_the_error() {
+        NovoGradConfig::new().with_epsilon(0.0).build();
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid NovoGrad config: weight_decay = -1")]
+    fn init_panics_with_the_error() {
+        NovoGradConfig::new()
+            .with_weight_decay(-1.0)
+            .init::<Autodiff<NdArray>, Linear<Autodiff<NdArray>>>();
+    }
+}

@@ -1,0 +1,488 @@
+use burn::optim::{LearningRate, SimpleOptimizer};
+use burn::record::Record;
+use burn::tensor::backend::Backend;
+use burn::tensor::{DType, FloatDType, Int, Tensor, ops::Device};
+
+use crate::config::{NovoGradConfig, WeightDecayMode};
+
+/// NovoGrad: SGD with momentum, normalised per tensor by a running average of the squared
+/// gradient norm ([Ginsburg et al. 2019](https://arxiv.org/abs/1905.11286)).
+///
+/// For one parameter tensor `w` with gradient `g` at step `t` (the first step is `t = 1`):
+///
+/// ```text
+/// v_t = β2·v_{t−1} + (1 − β2)·‖g_t‖²        v_1 = ‖g_1‖²       (one scalar per tensor)
+/// v̂_t = v_t, or max(v̂_{t−1}, v_t) with amsgrad
+/// m_t = β1·m_{t−1} + a·(g_t/(√(v̂_t + ε_root) + ε) + d·w_t)   m_0 = 0, a = 1 or 1 − β1
+/// w_{t+1} = w_t − λ·m_t
+/// ```
+///
+/// [`WeightDecayMode::OnUpdate`] and `bias_correction` give NVIDIA Apex's variants (see
+/// [`NovoGradConfig`]). A gradient containing NaN or ±Inf skips the step for that tensor: its
+/// parameter and state are returned unchanged, decided on the device without a host sync.
+///
+/// Built by [`NovoGradConfig::build`]; for a whole module use [`NovoGradConfig::init`].
+#[derive(Clone, Debug)]
+pub struct NovoGrad {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    epsilon_root: f32,
+    weight_decay: f32,
+    weight_decay_mode: WeightDecayMode,
+    moment_input_scale: f32,
+    amsgrad: bool,
+    bias_correction: bool,
+}
+
+/// The state NovoGrad keeps for one parameter tensor: one tensor shaped like the parameter and
+/// one-element tensors, all on the parameter's device.
+#[derive(Record, Clone)]
+pub struct NovoGradState<B: Backend, const D: usize> {
+    /// First moment `m`, shaped like the parameter.
+    pub moment_1: Tensor<B, D>,
+    /// Second moment `v`, the running average of `‖g‖²`: one element, in at least f32.
+    pub moment_2: Tensor<B, 1>,
+    /// Running maximum of `v`, kept with amsgrad only.
+    pub max_moment_2: Option<Tensor<B, 1>>,
+    /// Number of steps applied so far (skipped steps not counted): one element.
+    pub step: Tensor<B, 1, Int>,
+}
+
+impl NovoGrad {
+    pub(crate) fn new(config: &NovoGradConfig) -> Self {
+        Self {
+            beta_1: config.beta_1,
+            beta_2: config.beta_2,
+            epsilon: config.epsilon,
+            epsilon_root: config.epsilon_root,
+            weight_decay: config.weight_decay,
+            weight_decay_mode: config.weight_decay_mode,
+            moment_input_scale: if config.grad_averaging {
+                1.0 - config.beta_1
+            } else {
+                1.0
+            },
+            amsgrad: config.amsgrad,
+            bias_correction: config.bias_correction,
+        }
+    }
+
+    /// The state before the first step: zero moments, step 0.
+    fn initial_state<B: Backend, const D: usize>(
+        &self,
+        param: &Tensor<B, D>,
+    ) -> NovoGradState<B, D> {
+        let device = param.device();
+        let scalar = || Tensor::<B, 1>::zeros([1], &device).cast(moment_2_dtype(param.dtype()));
+        NovoGradState {
+            moment_1: param.zeros_like(),
+            moment_2: scalar(),
+            max_moment_2: self.amsgrad.then(scalar),
+            step: Tensor::zeros([1], &device),
+        }
+    }
+
+    /// `1 − β^t`, the bias correction at step `t`, or 1 without bias correction.
+    fn bias_correction<B: Backend>(&self, beta: f32, step: &Tensor<B, 1>) -> Tensor<B, 1> {
+        if self.bias_correction {
+            let beta = step.ones_like().mul_scalar(beta);
+            beta.powf(step.clone()).neg().add_scalar(1.0)
+        } else {
+            step.ones_like()
+        }
+    }
+
+    /// `x + d·w`, or `x` without weight decay.
+    fn add_weight_decay<B: Backend, const D: usize>(
+        &self,
+        x: Tensor<B, D>,
+        param: &Tensor<B, D>,
+    ) -> Tensor<B, D> {
+        match self.weight_decay {
+            0.0 => x,
+            decay => x + param.clone().mul_scalar(decay),
+        }
+    }
+}
+
+impl<B: Backend> SimpleOptimizer<B> for NovoGrad {
+    type State<const D: usize> = NovoGradState<B, D>;
+
+    fn step<const D: usize>(
+        &self,
+        lr: LearningRate,
+        param: Tensor<B, D>,
+        grad: Tensor<B, D>,
+        state: Option<Self::State<D>>,
+    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+        let state = state.unwrap_or_else(|| self.initial_state(&param));
+        let dtype = param.dtype();
+        let moment_dtype = moment_2_dtype(dtype);
+        let as_param = |scalar: Tensor<B, 1>| broadcastable::<B, D>(scalar, dtype);
+
+        // ‖g‖², and whether this step is applied: a NaN or ±Inf anywhere in g makes it non-finite.
+        let grad_norm_sq = grad.clone().cast(moment_dtype).square().sum();
+        let applied = grad_norm_sq.clone().is_finite();
+        let first = state.step.clone().equal_elem(0);
+        let step = state.step.clone().add_scalar(1);
+        let step_float = step.clone().float().cast(moment_dtype);
+
+        // v_t = β2·v_{t−1} + (1 − β2)·‖g_t‖², v_1 = ‖g_1‖²; v̂_t = v_t or max(v̂_{t−1}, v_t).
+        let moment_2_prev = state.moment_2.clone().cast(moment_dtype);
+        let moment_2 = (moment_2_prev.clone().mul_scalar(self.beta_2)
+            + grad_norm_sq.clone().mul_scalar(1.0 - self.beta_2))
+        .mask_where(first, grad_norm_sq);
+        let max_moment_2 = (state.max_moment_2.clone())
+            .map(|max| max.cast(moment_dtype).max_pair(moment_2.clone()));
+        let v_hat = max_moment_2.clone().unwrap_or_else(|| moment_2.clone());
+        let v_hat = v_hat / self.bias_correction(self.beta_2, &step_float);
+        // 1/(√(v̂ + ε_root) + ε), clamped so that half-precision parameters never see Inf.
+        let inv_denom = v_hat
+            .add_scalar(self.epsilon_root)
+            .sqrt()
+            .add_scalar(self.epsilon)
+            .recip();
+        let inv_denom = inv_denom.clamp_max(dtype.finfo().map_or(f64::MAX, |info| info.max));
+        let correction_1 = self.bias_correction(self.beta_1, &step_float);
+
+        let moment_1_prev = state.moment_1.clone();
+        let (moment_1, update) = match self.weight_decay_mode {
+            // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); update = λ·m_t/(1 − β1^t)
+            WeightDecayMode::InMoment => {
+                let normalised = self.add_weight_decay(grad * as_param(inv_denom), &param);
+                let moment_1 = moment_1_prev.clone().mul_scalar(self.beta_1)
+                    + normalised.mul_scalar(self.moment_input_scale);
+                let update = moment_1.clone() * as_param(correction_1.recip().mul_scalar(lr));
+                (moment_1, update)
+            }
+            // m_t = β1·m_{t−1} + a·g_t; update = λ·(m_t/((1 − β1^t)·(√v̂_t + ε)) + d·w_t)
+            WeightDecayMode::OnUpdate => {
+                let moment_1 = moment_1_prev.clone().mul_scalar(self.beta_1)
+                    + grad.mul_scalar(self.moment_input_scale);
+                let normalised = moment_1.clone() * as_param(inv_denom / correction_1);
+                let update = self.add_weight_decay(normalised, &param).mul_scalar(lr);
+                (moment_1, update)
+            }
+        };
+        let param_next = param.clone() - update;
+
+        // Keep the old values wherever the step is not applied.
+        let applied_everywhere = applied.clone().reshape([1; D]).expand(param.dims());
+        let state = NovoGradState {
+            moment_1: moment_1_prev.mask_where(applied_everywhere.clone(), moment_1),
+            moment_2: moment_2_prev.mask_where(applied.clone(), moment_2),
+            max_moment_2: (state.max_moment_2.zip(max_moment_2))
+                .map(|(prev, next)| prev.cast(moment_dtype).mask_where(applied.clone(), next)),
+            step: state.step.mask_where(applied, step),
+        };
+        (
+            param.mask_where(applied_everywhere, param_next),
+            Some(state),
+        )
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device<B>) -> Self::State<D> {
+        NovoGradState {
+            moment_1: state.moment_1.to_device(device),
+            moment_2: state.moment_2.to_device(device),
+            max_moment_2: state.max_moment_2.map(|max| max.to_device(device)),
+            step: state.step.to_device(device),
+        }
+    }
+}
+
+/// The second moment's dtype: f64 for f64 parameters, else f32, since `‖g‖²` overflows f16 as
+/// soon as `‖g‖ > 256`.
+fn moment_2_dtype(dtype: DType) -> FloatDType {
+    match dtype {
+        DType::F64 => FloatDType::F64,
+        _ => FloatDType::F32,
+    }
+}
+
+/// A one-element tensor cast to the parameter's dtype and shaped to broadcast against it.
+fn broadcastable<B: Backend, const D: usize>(scalar: Tensor<B, 1>, dtype: DType) -> Tensor<B, D> {
+    scalar.cast(dtype).reshape([1; D])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::NdArray;
+    use burn::tensor::TensorData;
+
+    type B = NdArray;
+    const LR: f64 = 0.1;
+    const W: [f32; 2] = [1.0, -2.0];
+    /// ‖g_1‖ = 5, ‖g_2‖ = 10.
+    const G1: [f32; 2] = [3.0, 4.0];
+    const G2: [f32; 2] = [6.0, 8.0];
+
+    fn tensor(values: [f32; 2]) -> Tensor<B, 1> {
+        Tensor::from_data(values, &Default::default())
+    }
+
+    fn values(tensor: &Tensor<B, 1>) -> Vec<f64> {
+        tensor.to_data().iter::<f64>().collect()
+    }
+
+    /// Applies the config to `W` with gradients `grads`: the parameter after each step.
+    fn run(config: NovoGradConfig, grads: &[[f32; 2]]) -> Vec<Vec<f64>> {
+        let optimizer = config.build();
+        let (mut param, mut state) = (tensor(W), None);
+        grads
+            .iter()
+            .map(|grad| {
+                (param, state) = optimizer.step(LR, param.clone(), tensor(*grad), state.take());
+                values(&param)
+            })
+            .collect()
+    }
+
+    fn assert_close(actual: &[Vec<f64>], expected: &[[f64; 2]]) {
+        for (step, (actual, expected)) in actual.iter().zip(expected).enumerate() {
+            for (a, e) in actual.iter().zip(expected) {
+                assert!(
+                    (a - e).abs() <= 1e-6 * e.abs().max(1.0),
+                    "step {}: {actual:?} != {expected:?}",
+                    step + 1
+                );
+            }
+        }
+    }
+
+    /// Step 1 and 2 of `w_{t+1} = w_t − λ·m_t` for the moments `m_1`, `m_2` given per element.
+    fn descend(m1: [f64; 2], m2: [f64; 2]) -> [[f64; 2]; 2] {
+        let w2 = [W[0] as f64 - LR * m1[0], W[1] as f64 - LR * m1[1]];
+        [w2, [w2[0] - LR * m2[0], w2[1] - LR * m2[1]]]
+    }
+
+    #[test]
+    fn paper_defaults() {
+        // v_1 = 25, m_1 = g_1/5; v_2 = 0.98·25 + 0.02·100 = 26.5, m_2 = 0.95·m_1 + g_2/√26.5.
+        let m1 = [3.0 / 5.0, 4.0 / 5.0];
+        let s = 26.5f64.sqrt();
+        let m2 = [0.95 * m1[0] + 6.0 / s, 0.95 * m1[1] + 8.0 / s];
+        assert_close(&run(NovoGradConfig::new(), &[G1, G2]), &descend(m1, m2));
+    }
+
+    #[test]
+    fn weight_decay_in_the_moment() {
+        let d = 0.1;
+        let m1 = [0.6 + d * 1.0, 0.8 + d * -2.0];
+        let w2 = descend(m1, [0.0; 2])[0];
+        let s = 26.5f64.sqrt();
+        let m2 = [
+            0.95 * m1[0] + 6.0 / s + d * w2[0],
+            0.95 * m1[1] + 8.0 / s + d * w2[1],
+        ];
+        let config = NovoGradConfig::new().with_weight_decay(d as f32);
+        assert_close(&run(config, &[G1, G2]), &descend(m1, m2));
+    }
+
+    #[test]
+    fn weight_decay_on_the_update() {
+        // m_1 = g_1, w_2 = w_1 − λ·(m_1/5 + d·w_1); m_2 = β1·m_1 + g_2, w_3 = w_2 − λ·(m_2/√26.5 + d·w_2).
+        let d = 0.1;
+        let w2 = [
+            1.0 - LR * (3.0 / 5.0 + d * 1.0),
+            -2.0 - LR * (4.0 / 5.0 + d * -2.0),
+        ];
+        let s = 26.5f64.sqrt();
+        let m2 = [0.95 * 3.0 + 6.0, 0.95 * 4.0 + 8.0];
+        let w3 = [
+            w2[0] - LR * (m2[0] / s + d * w2[0]),
+            w2[1] - LR * (m2[1] / s + d * w2[1]),
+        ];
+        let config = NovoGradConfig::new()
+            .with_weight_decay(d as f32)
+            .with_weight_decay_mode(WeightDecayMode::OnUpdate);
+        assert_close(&run(config, &[G1, G2]), &[w2, w3]);
+    }
+
+    #[test]
+    fn grad_averaging_scales_the_moment_input() {
+        let a = 1.0 - 0.95;
+        let m1 = [a * 0.6, a * 0.8];
+        let s = 26.5f64.sqrt();
+        let m2 = [0.95 * m1[0] + a * 6.0 / s, 0.95 * m1[1] + a * 8.0 / s];
+        let config = NovoGradConfig::new().with_grad_averaging(true);
+        assert_close(&run(config, &[G1, G2]), &descend(m1, m2));
+    }
+
+    #[test]
+    fn amsgrad_normalises_by_the_largest_second_moment() {
+        // ‖g_2‖² = 0.25: v_2 = 0.98·25 + 0.02·0.25 = 24.505 < v_1, so v̂_2 = 25.
+        let g2 = [0.3, 0.4];
+        let m1 = [0.6, 0.8];
+        let m2 = [0.95 * 0.6 + 0.3 / 5.0, 0.95 * 0.8 + 0.4 / 5.0];
+        let config = NovoGradConfig::new().with_amsgrad(true);
+        assert_close(&run(config, &[G1, g2]), &descend(m1, m2));
+        let without = [
+            0.95 * 0.6 + 0.3 / 24.505f64.sqrt(),
+            0.95 * 0.8 + 0.4 / 24.505f64.sqrt(),
+        ];
+        assert_close(
+            &run(NovoGradConfig::new(), &[G1, g2]),
+            &descend(m1, without),
+        );
+    }
+
+    #[test]
+    fn beta_2_zero_normalises_by_the_current_norm() {
+        let m1 = [0.6, 0.8];
+        let m2 = [0.95 * 0.6 + 0.6, 0.95 * 0.8 + 0.8];
+        let config = NovoGradConfig::new().with_beta_2(0.0);
+        assert_close(&run(config, &[G1, G2]), &descend(m1, m2));
+    }
+
+    #[test]
+    fn bias_correction_divides_both_moments() {
+        // v̂_1 = v_1/(1 − β2) = 25/0.02, so g_1/√v̂_1 = g_1·√0.02/5; the step uses m_t/(1 − β1^t).
+        let (b1, b2) = (0.95f64, 0.98f64);
+        let n1 = [0.6 * 0.02f64.sqrt(), 0.8 * 0.02f64.sqrt()];
+        let v2_hat = 26.5 / (1.0 - b2 * b2);
+        let m2 = [
+            b1 * n1[0] + 6.0 / v2_hat.sqrt(),
+            b1 * n1[1] + 8.0 / v2_hat.sqrt(),
+        ];
+        let c1 = [1.0 - b1, 1.0 - b1 * b1];
+        let expected = descend(
+            [n1[0] / c1[0], n1[1] / c1[0]],
+            [m2[0] / c1[1], m2[1] / c1[1]],
+        );
+        let config = NovoGradConfig::new().with_bias_correction(true);
+        assert_close(&run(config, &[G1, G2]), &expected);
+    }
+
+    #[test]
+    fn epsilon_root_goes_inside_the_root() {
+        let (root, eps) = (11.0f64, 0.5f64);
+        let d1 = (25.0 + root).sqrt() + eps;
+        let d2 = (26.5 + root).sqrt() + eps;
+        let m1 = [3.0 / d1, 4.0 / d1];
+        let m2 = [0.95 * m1[0] + 6.0 / d2, 0.95 * m1[1] + 8.0 / d2];
+        let config = NovoGradConfig::new()
+            .with_epsilon_root(root as f32)
+            .with_epsilon(eps as f32);
+        assert_close(&run(config, &[G1, G2]), &descend(m1, m2));
+    }
+
+    #[test]
+    fn state_is_a_moment_shaped_like_the_parameter_and_scalars() {
+        let optimizer = NovoGradConfig::new().with_amsgrad(true).build();
+        let param = Tensor::<B, 2>::ones([3, 5], &Default::default());
+        let (_, state) = optimizer.step(LR, param.clone(), param.clone(), None);
+        let state = state.expect("a state after the first step");
+        assert_eq!(state.moment_1.dims(), [3, 5]);
+        assert_eq!(state.moment_2.dims(), [1]);
+        assert_eq!(
+            state
+                .max_moment_2
+                .expect("amsgrad keeps the maximum")
+                .dims(),
+            [1]
+        );
+        assert_eq!(state.step.into_data(), TensorData::from([1i64]));
+    }
+
+    #[test]
+    fn zero_gradient_gives_no_nan() {
+        // Step 1 with g = 0: v_1 = 0, m_1 = 0/(0 + ε) + d·w_1 = d·w_1.
+        let d = 0.5;
+        let config = NovoGradConfig::new().with_weight_decay(d as f32);
+        let trajectory = run(config, &[[0.0, 0.0], [0.0, 0.0]]);
+        let m1 = [d * 1.0, d * -2.0];
+        let w2 = descend(m1, [0.0; 2])[0];
+        let m2 = [0.95 * m1[0] + d * w2[0], 0.95 * m1[1] + d * w2[1]];
+        assert_close(&trajectory, &descend(m1, m2));
+        for mode in [WeightDecayMode::InMoment, WeightDecayMode::OnUpdate] {
+            let config = NovoGradConfig::new()
+                .with_weight_decay_mode(mode)
+                .with_bias_correction(true)
+                .with_amsgrad(true);
+            let trajectory = run(config, &[[0.0, 0.0], G1, [0.0, 0.0]]);
+            assert!(
+                trajectory.iter().flatten().all(|x| x.is_finite()),
+                "{mode:?}: {trajectory:?}"
+            );
+        }
+    }
+
+    /// Bit patterns of every tensor in a state, for exact comparisons.
+    fn state_bits(state: &NovoGradState<B, 1>) -> Vec<String> {
+        let mut tensors = vec![
+            format!(
+                "{:?}",
+                state
+                    .moment_1
+                    .to_data()
+                    .iter::<f32>()
+                    .map(f32::to_bits)
+                    .collect::<Vec<_>>()
+            ),
+            format!(
+                "{:?}",
+                state
+                    .moment_2
+                    .to_data()
+                    .iter::<f32>()
+                    .map(f32::to_bits)
+                    .collect::<Vec<_>>()
+            ),
+            format!("{:?}", state.step.to_data()),
+        ];
+        if let Some(max) = &state.max_moment_2 {
+            tensors.push(format!(
+                "{:?}",
+                max.to_data()
+                    .iter::<f32>()
+                    .map(f32::to_bits)
+                    .collect::<Vec<_>>()
+            ));
+        }
+        tensors
+    }
+
+    #[test]
+    fn non_finite_gradient_skips_the_step_and_keeps_everything() {
+        let configs = [
+            NovoGradConfig::new().with_weight_decay(0.1),
+            NovoGradConfig::new()
+                .with_amsgrad(true)
+                .with_bias_correction(true)
+                .with_grad_averaging(true)
+                .with_weight_decay(0.1)
+                .with_weight_decay_mode(WeightDecayMode::OnUpdate),
+        ];
+        for config in configs {
+            let optimizer = config.build();
+            for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+                // Mid-run: parameter and state are bit-for-bit unchanged.
+                let (param, state) = optimizer.step(LR, tensor(W), tensor(G1), None);
+                let state = state.expect("state");
+                let (skipped, skipped_state) =
+                    optimizer.step(LR, param.clone(), tensor([1.0, bad]), Some(state.clone()));
+                let skipped_state = skipped_state.expect("state");
+                assert_eq!(
+                    skipped.to_data().as_bytes(),
+                    param.to_data().as_bytes(),
+                    "{bad}"
+                );
+                assert_eq!(state_bits(&skipped_state), state_bits(&state), "{bad}");
+
+                // At step 1 too, and the next finite step is then a first step.
+                let (skipped, state) = optimizer.step(LR, tensor(W), tensor([bad, 0.0]), None);
+                assert_eq!(values(&skipped), [1.0, -2.0]);
+                let (after, _) = optimizer.step(LR, skipped, tensor(G1), state);
+                let (direct, _) = optimizer.step(LR, tensor(W), tensor(G1), None);
+                assert_eq!(
+                    after.to_data().as_bytes(),
+                    direct.to_data().as_bytes(),
+                    "{bad}"
+                );
+            }
+        }
+    }
+}
