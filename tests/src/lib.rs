@@ -1,0 +1,200 @@
+//! Shared helpers of the burn-novograd integration tests: the third-party reference
+//! trajectories of `reference/novograd.json` and a backend-generic replay of them.
+
+use burn::optim::SimpleOptimizer;
+use burn::tensor::backend::Backend;
+use burn::tensor::{Tensor, TensorData};
+use burn_novograd::{NovoGrad, NovoGradConfig, WeightDecayMode};
+use serde::Deserialize;
+
+/// `reference/novograd.json`, written by `reference/generate.py`.
+#[derive(Deserialize)]
+pub struct Reference {
+    /// Package versions of the implementations that produced the file.
+    pub versions: serde_json::Map<String, serde_json::Value>,
+    /// Shape of each parameter tensor.
+    pub shapes: Vec<Vec<usize>>,
+    /// Initial values of each tensor, flattened row-major.
+    pub initial: Vec<Vec<f64>>,
+    /// `grads[step][tensor]`, flattened.
+    pub grads: Vec<Vec<Vec<f64>>>,
+    /// One trajectory per configuration.
+    pub cases: Vec<Case>,
+}
+
+/// One configuration and the parameters it reaches after every step.
+#[derive(Deserialize)]
+pub struct Case {
+    /// Name of the case.
+    pub name: String,
+    /// Constant learning rate.
+    pub lr: f64,
+    /// The configuration, in `NovoGradConfig`'s field names.
+    pub config: CaseConfig,
+    /// The implementations that agreed on this trajectory; the first one was written.
+    pub references: Vec<String>,
+    /// `params[step][tensor]`, flattened: the values after each step.
+    pub params: Vec<Vec<Vec<f64>>>,
+}
+
+/// A configuration as the generator writes it.
+#[derive(Deserialize, Clone, Copy)]
+pub struct CaseConfig {
+    beta_1: f32,
+    beta_2: f32,
+    epsilon: f32,
+    epsilon_root: f32,
+    weight_decay: f32,
+    weight_decay_mode: WeightDecayMode,
+    grad_averaging: bool,
+    amsgrad: bool,
+    bias_correction: bool,
+}
+
+impl From<CaseConfig> for NovoGradConfig {
+    fn from(case: CaseConfig) -> Self {
+        NovoGradConfig::new()
+            .with_beta_1(case.beta_1)
+            .with_beta_2(case.beta_2)
+            .with_epsilon(case.epsilon)
+            .with_epsilon_root(case.epsilon_root)
+            .with_weight_decay(case.weight_decay)
+            .with_weight_decay_mode(case.weight_decay_mode)
+            .with_grad_averaging(case.grad_averaging)
+            .with_amsgrad(case.amsgrad)
+            .with_bias_correction(case.bias_correction)
+    }
+}
+
+impl Reference {
+    /// Reads the reference trajectories shipped with the tests.
+    pub fn load() -> Self {
+        let json = include_str!("../reference/novograd.json");
+        serde_json::from_str(json).expect("tests/reference/novograd.json is valid")
+    }
+
+    /// Replays `case` with `optimizer` on backend `B`: the parameters after every step,
+    /// `[step][tensor]`, flattened.
+    pub fn replay<B: Backend>(
+        &self,
+        case: &Case,
+        optimizer: &NovoGrad,
+        device: &B::Device,
+    ) -> Vec<Vec<Vec<f64>>> {
+        let per_tensor: Vec<Vec<Vec<f64>>> = (0..self.shapes.len())
+            .map(|index| {
+                let shape = &self.shapes[index];
+                let grads = self.grads.iter().map(|step| step[index].as_slice());
+                let initial = &self.initial[index];
+                match shape.len() {
+                    1 => replay_tensor::<B, 1>(optimizer, case.lr, initial, grads, shape, device),
+                    2 => replay_tensor::<B, 2>(optimizer, case.lr, initial, grads, shape, device),
+                    3 => replay_tensor::<B, 3>(optimizer, case.lr, initial, grads, shape, device),
+                    rank => panic!("no replay for rank {rank}"),
+                }
+            })
+            .collect();
+        (0..self.grads.len())
+            .map(|step| per_tensor.iter().map(|steps| steps[step].clone()).collect())
+            .collect()
+    }
+}
+
+fn replay_tensor<'a, B: Backend, const D: usize>(
+    optimizer: &NovoGrad,
+    lr: f64,
+    initial: &[f64],
+    grads: impl Iterator<Item = &'a [f64]>,
+    shape: &[usize],
+    device: &B::Device,
+) -> Vec<Vec<f64>> {
+    let mut param = tensor::<B, D>(initial, shape, device);
+    let mut state = None;
+    grads
+        .map(|grad| {
+            let grad = tensor::<B, D>(grad, shape, device);
+            (param, state) = optimizer.step(lr, param.clone(), grad, state.take());
+            values(&param)
+        })
+        .collect()
+}
+
+/// A tensor of backend `B` holding `values` in `shape`.
+pub fn tensor<B: Backend, const D: usize>(
+    values: &[f64],
+    shape: &[usize],
+    device: &B::Device,
+) -> Tensor<B, D> {
+    Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
+}
+
+/// The values of a tensor, as f64.
+pub fn values<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Vec<f64> {
+    tensor.to_data().iter::<f64>().collect()
+}
+
+/// The largest relative error over all steps and tensors: `max|a − b| / max|b|` per tensor.
+pub fn max_relative_error(ours: &[Vec<Vec<f64>>], reference: &[Vec<Vec<f64>>]) -> f64 {
+    assert_eq!(ours.len(), reference.len(), "number of steps");
+    ours.iter()
+        .zip(reference)
+        .flat_map(|(ours, reference)| ours.iter().zip(reference))
+        .map(|(a, b)| {
+            assert_eq!(a.len(), b.len(), "tensor size");
+            let scale = b.iter().fold(0.0f64, |max, x| max.max(x.abs()));
+            let error = a
+                .iter()
+                .zip(b)
+                .fold(0.0f64, |max, (x, y)| max.max((x - y).abs()));
+            error / scale
+        })
+        .fold(0.0, f64::max)
+}
+
+/// Replays every reference case on backend `B` and asserts each stays within `tolerance` of the
+/// reference; returns the largest error seen, by case name.
+pub fn assert_parity<B: Backend>(device: &B::Device, tolerance: f64) -> Vec<(String, f64)> {
+    let reference = Reference::load();
+    let errors: Vec<(String, f64)> = reference
+        .cases
+        .iter()
+        .map(|case| {
+            let optimizer = NovoGradConfig::from(case.config).build();
+            let ours = reference.replay::<B>(case, &optimizer, device);
+            (case.name.clone(), max_relative_error(&ours, &case.params))
+        })
+        .collect();
+    for (name, error) in &errors {
+        println!("{name:28} max relative error {error:.2e}");
+    }
+    let failures: Vec<_> = errors
+        .iter()
+        .filter(|(_, error)| !(*error <= tolerance))
+        .collect();
+    assert!(
+        failures.is_empty(),
+        "cases beyond {tolerance:e}: {failures:?}"
+    );
+    errors
+}
+
+/// Replays every reference case on backends `A` and `B` and asserts their trajectories agree
+/// within `tolerance` (relative, as [`max_relative_error`]).
+pub fn assert_same_trajectories<A: Backend, B: Backend>(
+    device_a: &A::Device,
+    device_b: &B::Device,
+    tolerance: f64,
+) {
+    let reference = Reference::load();
+    for case in &reference.cases {
+        let optimizer = NovoGradConfig::from(case.config).build();
+        let a = reference.replay::<A>(case, &optimizer, device_a);
+        let b = reference.replay::<B>(case, &optimizer, device_b);
+        let error = max_relative_error(&b, &a);
+        assert!(
+            error <= tolerance,
+            "{}: backends differ by {error:e}",
+            case.name
+        );
+    }
+}
