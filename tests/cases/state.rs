@@ -156,7 +156,7 @@ fn state_values<B: Backend>(state: &NovoGradState<B, 2>) -> Vec<Vec<f64>> {
 
 /// Runs three steps on `from`, moves the state to `to` with `to_device`, and runs three more
 /// there; asserts every state tensor is on `to` and the result equals staying on `from`.
-pub fn assert_state_moves<B: Backend>(from: &B::Device, to: &B::Device) {
+fn assert_state_moves<B: Backend>(from: &B::Device, to: &B::Device) {
     let optimizer: NovoGrad = NovoGradConfig::new()
         .with_amsgrad(true)
         .with_bias_correction(true)
@@ -194,8 +194,12 @@ pub fn assert_state_moves<B: Backend>(from: &B::Device, to: &B::Device) {
     );
 }
 
+/// ndarray has one device, so this checks that every state tensor goes through `to_device` and
+/// keeps its values. A move between two devices could not be exercised with Burn 0.21 on a CPU
+/// machine: cubecl 0.10 leaves copies between wgpu devices unimplemented (`comm_init`), and the
+/// router backend panics moving a tensor between its backends.
 #[test]
-fn to_device_moves_every_state_tensor_on_ndarray() {
+fn to_device_keeps_every_state_tensor() {
     assert_state_moves::<NdArray>(&Default::default(), &Default::default());
 }
 
@@ -227,11 +231,4 @@ fn half_precision_norm_does_not_overflow() {
     assert!(param.to_data().iter::<f64>().all(f64::is_finite));
     assert!(moment_1.iter().all(|m| *m == 0.0), "{moment_1:?}");
     assert_eq!(FloatDType::from(param.dtype()), FloatDType::F16);
-}
-
-#[cfg(feature = "wgpu")]
-#[test]
-fn wgpu_to_device_moves_state_between_devices() {
-    use burn::backend::{Wgpu, wgpu::WgpuDevice};
-    assert_state_moves::<Wgpu>(&WgpuDevice::DefaultDevice, &WgpuDevice::Cpu);
 }

@@ -90,37 +90,54 @@ impl fmt::Display for NovoGradConfigError {
 
 impl std::error::Error for NovoGradConfigError {}
 
+/// The ranges config fields must lie in.
+#[derive(Clone, Copy)]
+enum ValidRange {
+    /// [0, 1)
+    UnitInterval,
+    /// finite and > 0
+    Positive,
+    /// finite and >= 0
+    NonNegative,
+}
+
+impl ValidRange {
+    fn contains(self, value: f32) -> bool {
+        match self {
+            Self::UnitInterval => (0.0..1.0).contains(&value),
+            Self::Positive => value.is_finite() && value > 0.0,
+            Self::NonNegative => value.is_finite() && value >= 0.0,
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Self::UnitInterval => "a value in [0, 1)",
+            Self::Positive => "a finite value > 0",
+            Self::NonNegative => "a finite value >= 0",
+        }
+    }
+}
+
 impl NovoGradConfig {
     /// Checks every field against its valid range.
     pub fn validate(&self) -> Result<(), NovoGradConfigError> {
-        let unit = |value: f32| (0.0..1.0).contains(&value);
-        let positive = |value: f32| value.is_finite() && value > 0.0;
-        let non_negative = |value: f32| value.is_finite() && value >= 0.0;
-        let checks: [(&'static str, f32, fn(f32) -> bool, &'static str); 5] = [
-            ("beta_1", self.beta_1, unit, "a value in [0, 1)"),
-            ("beta_2", self.beta_2, unit, "a value in [0, 1)"),
-            ("epsilon", self.epsilon, positive, "a finite value > 0"),
-            (
-                "epsilon_root",
-                self.epsilon_root,
-                non_negative,
-                "a finite value >= 0",
-            ),
-            (
-                "weight_decay",
-                self.weight_decay,
-                non_negative,
-                "a finite value >= 0",
-            ),
+        use ValidRange::*;
+        let fields = [
+            ("beta_1", self.beta_1, UnitInterval),
+            ("beta_2", self.beta_2, UnitInterval),
+            ("epsilon", self.epsilon, Positive),
+            ("epsilon_root", self.epsilon_root, NonNegative),
+            ("weight_decay", self.weight_decay, NonNegative),
         ];
-        match checks
+        match fields
             .into_iter()
-            .find(|(_, value, valid, _)| !valid(*value))
+            .find(|(_, value, range)| !range.contains(*value))
         {
-            Some((field, value, _, expected)) => Err(NovoGradConfigError {
+            Some((field, value, range)) => Err(NovoGradConfigError {
                 field,
                 value,
-                expected,
+                expected: range.describe(),
             }),
             None => Ok(()),
         }
