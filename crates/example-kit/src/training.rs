@@ -1,0 +1,376 @@
+//! Training through Burn's `SupervisedTraining` + `Learner`, with readable progress lines and
+//! a per-epoch history (times and aggregated metrics) for the results.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use burn::data::dataloader::batcher::Batcher;
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataset::Dataset;
+use burn::lr_scheduler::LrScheduler;
+use burn::lr_scheduler::composed::{ComposedLrScheduler, ComposedLrSchedulerConfig};
+use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
+use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
+use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::train::metric::{MetricDefinition, MetricId};
+use burn::train::renderer::{
+    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining, ProgressType, TrainingProgress,
+};
+use burn::train::{
+    ExecutionStrategy, InferenceStep, Learner, LearnerSummary, LearningComponentsMarker,
+    MultiDeviceOptim, SupervisedTraining, TrainStep, TrainingStrategy,
+};
+use serde::Serialize;
+
+use crate::backend::BackendName;
+use crate::optimizer::{AnyOptimizer, OptimizerSpec};
+use crate::report::RunReport;
+
+/// Aggregated metrics of one epoch.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct EpochStats {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Wall time of the epoch, training and validation.
+    pub seconds: f64,
+    /// Mean training loss.
+    pub train_loss: Option<f64>,
+    /// Mean training accuracy, in percent, where the task has one.
+    pub train_accuracy: Option<f64>,
+    /// Mean validation loss.
+    pub valid_loss: Option<f64>,
+    /// Mean validation accuracy, in percent, where the task has one.
+    pub valid_accuracy: Option<f64>,
+}
+
+/// A trained model and how the training went.
+pub struct Trained<M> {
+    /// The model, on the inference backend.
+    pub model: M,
+    /// One entry per epoch run.
+    pub history: Vec<EpochStats>,
+    /// Wall time of the whole training.
+    pub train_seconds: f64,
+}
+
+/// The Learner's component types for a model `M` trained with [`AnyOptimizer`].
+pub type Components<B, S, M> = LearningComponentsMarker<B, S, M, AnyOptimizer<M, B>>;
+
+/// Trains `model` for `epochs` epochs with Burn's `SupervisedTraining` + `Learner`, data-parallel
+/// over `devices` when there are several, checkpointing every epoch under `artifact_dir`.
+/// `metrics` registers the task's metrics; "Loss" and "Accuracy" end up in the history.
+#[allow(clippy::too_many_arguments)]
+pub fn fit<B, S, M>(
+    model: M,
+    optimizer: AnyOptimizer<M, B>,
+    scheduler: S,
+    train: Arc<dyn DataLoader<B, M::Input>>,
+    valid: Arc<dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>>,
+    devices: Vec<B::Device>,
+    epochs: usize,
+    artifact_dir: &Path,
+    metrics: impl FnOnce(
+        SupervisedTraining<Components<B, S, M>>,
+    ) -> SupervisedTraining<Components<B, S, M>>,
+) -> Trained<M::InnerModule>
+where
+    B: AutodiffBackend,
+    S: LrScheduler + 'static,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+{
+    let clock = Arc::new(Mutex::new(EpochClock::default()));
+    let renderer = LineRenderer {
+        clock: clock.clone(),
+        ..LineRenderer::default()
+    };
+    let strategy = match devices.as_slice() {
+        [device] => ExecutionStrategy::SingleDevice(device.clone()),
+        _ => ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice),
+    };
+    let training = SupervisedTraining::new(artifact_dir, train, valid)
+        .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new())
+        .with_training_strategy(TrainingStrategy::Default(strategy))
+        .renderer(renderer)
+        .num_epochs(epochs);
+    let start = Instant::now();
+    let result = metrics(training).launch(Learner::new(model, optimizer, scheduler));
+    let train_seconds = start.elapsed().as_secs_f64();
+    let seconds = clock.lock().expect("clock").epoch_seconds(Instant::now());
+    Trained {
+        model: result.model,
+        history: history(artifact_dir, &seconds),
+        train_seconds,
+    }
+}
+
+/// What every example run is given: optimizer, backend, epochs, batch, seed and output place.
+#[derive(Clone, Debug)]
+pub struct RunSettings {
+    /// Optimizer and hyperparameters.
+    pub optimizer: OptimizerSpec,
+    /// The backend the run is launched on (for the report).
+    pub backend: BackendName,
+    /// Epochs over the training data.
+    pub epochs: usize,
+    /// Items per batch (per device).
+    pub batch_size: usize,
+    /// Seed of the initialisation and the shuffling.
+    pub seed: u64,
+    /// Where checkpoints, logs, `results.json` and the curves go.
+    pub artifact_dir: PathBuf,
+}
+
+/// A data loader over `dataset`, shuffled by `shuffle`'s seed when given.
+pub fn loader<B, I, O, D>(
+    batcher: impl Batcher<B, I, O> + 'static,
+    dataset: D,
+    batch_size: usize,
+    shuffle: Option<u64>,
+) -> Arc<dyn DataLoader<B, O>>
+where
+    B: Backend,
+    I: Send + Sync + Clone + core::fmt::Debug + 'static,
+    O: Send + Clone + core::fmt::Debug + 'static,
+    D: Dataset<I> + 'static,
+{
+    let builder = DataLoaderBuilder::new(batcher).batch_size(batch_size);
+    match shuffle {
+        Some(seed) => builder.shuffle(seed).build(dataset),
+        None => builder.build(dataset),
+    }
+}
+
+/// Trains `model` as `settings` say, with warm-up + cosine decay over all steps, and reports
+/// with the task's `outcome` of the trained model. `metrics` registers the task's metrics.
+pub fn train<B, M, T>(
+    settings: &RunSettings,
+    model: M,
+    train: Arc<dyn DataLoader<B, M::Input>>,
+    valid: Arc<dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>>,
+    devices: Vec<B::Device>,
+    metrics: impl FnOnce(
+        SupervisedTraining<Components<B, ComposedLrScheduler, M>>,
+    ) -> SupervisedTraining<Components<B, ComposedLrScheduler, M>>,
+    outcome: impl FnOnce(&M::InnerModule, usize) -> T,
+) -> RunReport<T>
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
+    M::InnerModule: InferenceStep,
+    T: Serialize,
+{
+    let devices_used = devices.len();
+    let steps = settings.epochs
+        * train
+            .num_items()
+            .div_ceil(settings.batch_size * devices_used);
+    let scheduler = warmup_cosine(settings.optimizer.hyper.lr, steps / 20, steps);
+    let optimizer = settings.optimizer.init();
+    let first_batch = train.iter().next().expect("a training batch");
+    let state_bytes = state_bytes_after_one_step(&model, &optimizer, first_batch);
+    let trained = fit(
+        model,
+        optimizer,
+        scheduler,
+        train,
+        valid,
+        devices,
+        settings.epochs,
+        &settings.artifact_dir,
+        metrics,
+    );
+    RunReport {
+        optimizer: settings.optimizer,
+        backend: settings.backend,
+        devices: devices_used,
+        epochs: settings.epochs,
+        batch_size: settings.batch_size,
+        seed: settings.seed,
+        train_seconds: trained.train_seconds,
+        optimizer_state_bytes: state_bytes,
+        outcome: outcome(&trained.model, steps),
+        history: trained.history,
+    }
+}
+
+/// Bytes of `optimizer`'s state after one step on `batch`, through Burn's recorder.
+pub fn state_bytes_after_one_step<B, M>(
+    model: &M,
+    optimizer: &AnyOptimizer<M, B>,
+    batch: M::Input,
+) -> usize
+where
+    B: AutodiffBackend,
+    M: TrainStep + AutodiffModule<B>,
+{
+    let grads = model.step(batch).grads;
+    let mut optimizer = optimizer.clone();
+    optimizer.step(1e-3, model.clone(), grads);
+    optimizer.state_bytes()
+}
+
+fn history(artifact_dir: &Path, seconds: &[f64]) -> Vec<EpochStats> {
+    let summary = LearnerSummary::new(artifact_dir, &["Loss", "Accuracy"]).ok();
+    let value = |split_valid: bool, name: &str, epoch: usize| {
+        let summary = summary.as_ref()?;
+        let split = if split_valid {
+            &summary.metrics.valid
+        } else {
+            &summary.metrics.train
+        };
+        let metric = split.iter().find(|metric| metric.name == name)?;
+        metric
+            .entries
+            .iter()
+            .find(|entry| entry.step == epoch)
+            .map(|entry| entry.value)
+    };
+    seconds
+        .iter()
+        .enumerate()
+        .map(|(index, &seconds)| {
+            let epoch = index + 1;
+            EpochStats {
+                epoch,
+                seconds,
+                train_loss: value(false, "Loss", epoch),
+                train_accuracy: value(false, "Accuracy", epoch),
+                valid_loss: value(true, "Loss", epoch),
+                valid_accuracy: value(true, "Accuracy", epoch),
+            }
+        })
+        .collect()
+}
+
+/// When each epoch started, by epoch number.
+#[derive(Default)]
+struct EpochClock {
+    starts: Vec<(usize, Instant)>,
+}
+
+impl EpochClock {
+    fn start(&mut self, epoch: usize) {
+        if self.starts.last().is_none_or(|(last, _)| *last != epoch) {
+            self.starts.push((epoch, Instant::now()));
+        }
+    }
+
+    /// Seconds per epoch, the last one ending at `end`; indexed from epoch 1, with epochs
+    /// skipped by a resume counted as 0.
+    fn epoch_seconds(&self, end: Instant) -> Vec<f64> {
+        let mut seconds = vec![0.0; self.starts.last().map_or(0, |(epoch, _)| *epoch)];
+        for (index, (epoch, start)) in self.starts.iter().enumerate() {
+            let stop = self.starts.get(index + 1).map_or(end, |(_, next)| *next);
+            seconds[epoch - 1] = (stop - *start).as_secs_f64();
+        }
+        seconds
+    }
+}
+
+/// Prints a line per tenth of an epoch and one per validation, and times the epochs.
+#[derive(Default)]
+struct LineRenderer {
+    clock: Arc<Mutex<EpochClock>>,
+    names: HashMap<MetricId, String>,
+    train: Vec<(String, String)>,
+    valid: Vec<(String, String)>,
+    printed_tenth: Option<(usize, usize)>,
+}
+
+impl LineRenderer {
+    fn remember(
+        names: &HashMap<MetricId, String>,
+        latest: &mut Vec<(String, String)>,
+        state: MetricState,
+    ) {
+        let (MetricState::Generic(entry) | MetricState::Numeric(entry, _)) = state;
+        let name = names.get(&entry.metric_id).cloned().unwrap_or_default();
+        let formatted = entry.serialized_entry.formatted;
+        match latest.iter_mut().find(|(known, _)| *known == name) {
+            Some(slot) => slot.1 = formatted,
+            None => latest.push((name, formatted)),
+        }
+    }
+
+    fn metrics(latest: &[(String, String)]) -> String {
+        latest
+            .iter()
+            .map(|(name, value)| format!("  {name} {value}"))
+            .collect()
+    }
+}
+
+impl MetricsRendererTraining for LineRenderer {
+    fn update_train(&mut self, state: MetricState) {
+        Self::remember(&self.names, &mut self.train, state);
+    }
+
+    fn update_valid(&mut self, state: MetricState) {
+        Self::remember(&self.names, &mut self.valid, state);
+    }
+
+    fn render_train(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
+        let epoch = item.global_progress.items_processed;
+        self.clock.lock().expect("clock").start(epoch);
+        let Some(progress) = item.progress else {
+            return;
+        };
+        let tenth = progress.items_processed * 10 / progress.items_total.max(1);
+        if self.printed_tenth != Some((epoch, tenth)) {
+            self.printed_tenth = Some((epoch, tenth));
+            println!(
+                "train  epoch {epoch}/{}  {:>3}%{}",
+                item.global_progress.items_total,
+                tenth * 10,
+                Self::metrics(&self.train)
+            );
+        }
+    }
+
+    fn render_valid(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
+        if let Some(progress) = item.progress
+            && progress.items_processed >= progress.items_total
+        {
+            println!(
+                "valid  epoch {}/{}{}",
+                item.global_progress.items_processed,
+                item.global_progress.items_total,
+                Self::metrics(&self.valid)
+            );
+        }
+    }
+}
+
+impl MetricsRendererEvaluation for LineRenderer {
+    fn render_test(&mut self, _: EvaluationProgress, _: Vec<ProgressType>) {}
+
+    fn update_test(&mut self, _: EvaluationName, _: MetricState) {}
+}
+
+impl MetricsRenderer for LineRenderer {
+    fn manual_close(&mut self) {}
+
+    fn register_metric(&mut self, definition: MetricDefinition) {
+        self.names.insert(definition.metric_id, definition.name);
+    }
+}
+
+/// Linear warm-up from 1% of `peak` over `warmup_steps`, times a cosine decay from `peak` to 1%
+/// of it over `total_steps`.
+pub fn warmup_cosine(peak: f64, warmup_steps: usize, total_steps: usize) -> ComposedLrScheduler {
+    ComposedLrSchedulerConfig::new()
+        .linear(LinearLrSchedulerConfig::new(0.01, 1.0, warmup_steps.max(1)))
+        .cosine(
+            CosineAnnealingLrSchedulerConfig::new(peak, total_steps.max(1))
+                .with_min_lr(peak * 0.01),
+        )
+        .init()
+        .expect("valid schedule")
+}

@@ -1,0 +1,115 @@
+//! A small CNN for the CPU budget: two 3×3 convolution blocks, each pooled right away, so that
+//! only the first convolution runs at full 28×28 resolution.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
+use burn::nn::{
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+};
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
+use example_kit::mnist::{CLASSES, SIDE};
+
+use crate::data::MnistBatch;
+
+/// The CNN's sizes.
+#[derive(Config, Debug)]
+pub struct ModelConfig {
+    /// Channels of the first convolution; the second has twice as many.
+    #[config(default = 16)]
+    pub channels: usize,
+    /// Width of the hidden linear layer.
+    #[config(default = 128)]
+    pub hidden: usize,
+    /// Dropout before the last layer.
+    #[config(default = 0.25)]
+    pub dropout: f64,
+}
+
+/// conv(1→c) + BN + ReLU + pool, conv(c→2c) + BN + ReLU + pool, linear(2c·7·7→h) + ReLU,
+/// dropout, linear(h→10).
+#[derive(Module, Debug)]
+pub struct Model<B: Backend> {
+    conv_1: Conv2d<B>,
+    norm_1: BatchNorm<B>,
+    conv_2: Conv2d<B>,
+    norm_2: BatchNorm<B>,
+    pool: MaxPool2d,
+    hidden: Linear<B>,
+    dropout: Dropout,
+    output: Linear<B>,
+    activation: Relu,
+}
+
+impl ModelConfig {
+    /// The model, initialised on `device`.
+    pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
+        let conv = |input, output| {
+            Conv2dConfig::new([input, output], [3, 3])
+                .with_padding(PaddingConfig2d::Same)
+                .init(device)
+        };
+        let pooled = SIDE / 4;
+        Model {
+            conv_1: conv(1, self.channels),
+            norm_1: BatchNormConfig::new(self.channels).init(device),
+            conv_2: conv(self.channels, 2 * self.channels),
+            norm_2: BatchNormConfig::new(2 * self.channels).init(device),
+            pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
+            hidden: LinearConfig::new(2 * self.channels * pooled * pooled, self.hidden)
+                .init(device),
+            dropout: DropoutConfig::new(self.dropout).init(),
+            output: LinearConfig::new(self.hidden, CLASSES).init(device),
+            activation: Relu::new(),
+        }
+    }
+}
+
+impl<B: Backend> Model<B> {
+    /// Logits `[batch, 10]` of images `[batch, 1, 28, 28]`.
+    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+        let x = self.pool.forward(
+            self.activation
+                .forward(self.norm_1.forward(self.conv_1.forward(images))),
+        );
+        let x = self.pool.forward(
+            self.activation
+                .forward(self.norm_2.forward(self.conv_2.forward(x))),
+        );
+        let x = x.flatten(1, 3);
+        let x = self
+            .dropout
+            .forward(self.activation.forward(self.hidden.forward(x)));
+        self.output.forward(x)
+    }
+
+    /// Logits, cross-entropy loss and targets of a batch.
+    pub fn classify(&self, batch: MnistBatch<B>) -> ClassificationOutput<B> {
+        let output = self.forward(batch.images);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&output.device())
+            .forward(output.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, output, batch.targets)
+    }
+}
+
+impl<B: AutodiffBackend> TrainStep for Model<B> {
+    type Input = MnistBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: MnistBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+        let output = self.classify(batch);
+        TrainOutput::new(self, output.loss.backward(), output)
+    }
+}
+
+impl<B: Backend> InferenceStep for Model<B> {
+    type Input = MnistBatch<B>;
+    type Output = ClassificationOutput<B>;
+
+    fn step(&self, batch: MnistBatch<B>) -> ClassificationOutput<B> {
+        self.classify(batch)
+    }
+}

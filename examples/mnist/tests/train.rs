@@ -1,0 +1,243 @@
+//! The MNIST example end to end on tiny IDX files the tests write: the real loader, training
+//! through the Learner, the results and the command line's errors.
+
+use std::path::Path;
+use std::process::Command;
+
+use example_kit::mnist::{Mnist, MnistItem, MnistSplit, PIXELS, SIDE, write_idx};
+use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunReport, RunSettings, run_on};
+use mnist::model::ModelConfig;
+use mnist::{DEFAULTS, MnistOutcome, MnistRun, plot_curves};
+
+/// Digits drawn as a bright 6×6 block whose place encodes the label, over faint noise.
+fn synthetic(count: usize, seed: u64) -> MnistSplit {
+    let mut state = seed;
+    let items: Vec<MnistItem> = (0..count)
+        .map(|i| {
+            let label = (i % 10) as u8;
+            let (top, left) = (4 + 12 * (label as usize / 5), 1 + 5 * (label as usize % 5));
+            let image = (0..PIXELS)
+                .map(|p| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let (row, column) = (p / SIDE, p % SIDE);
+                    let inside =
+                        (top..top + 6).contains(&row) && (left..left + 6).contains(&column);
+                    if inside { 230 } else { (state >> 59) as u8 * 4 }
+                })
+                .collect();
+            MnistItem { image, label }
+        })
+        .collect();
+    MnistSplit::from_items(&items)
+}
+
+/// Writes a tiny MNIST in IDX format (gzip) into `dir` and reads it back with the real loader.
+fn tiny_mnist(dir: &Path) -> Mnist {
+    write_idx(dir, "train", &synthetic(320, 1), true).unwrap();
+    write_idx(dir, "t10k", &synthetic(100, 2), true).unwrap();
+    Mnist::from_dir(dir).unwrap()
+}
+
+fn run(optimizer: OptimizerName, epochs: usize, artifact_dir: &Path, data: Mnist) -> MnistRun {
+    MnistRun {
+        settings: RunSettings {
+            optimizer: OptimizerSpec::new(optimizer, &DEFAULTS, Some(0.01), None),
+            backend: BackendName::Ndarray,
+            epochs,
+            batch_size: 32,
+            seed: 5,
+            artifact_dir: artifact_dir.to_path_buf(),
+        },
+        model: ModelConfig::new().with_channels(4).with_hidden(32),
+        data,
+    }
+}
+
+#[test]
+fn novograd_trains_through_the_learner_and_writes_results() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let data = tiny_mnist(data_dir.path());
+    let report: RunReport<MnistOutcome> = run_on(
+        BackendName::Ndarray,
+        1,
+        run(OptimizerName::Novograd, 3, artifacts.path(), data),
+    )
+    .unwrap();
+
+    assert_eq!(report.history.len(), 3);
+    assert!(
+        report.outcome.test_accuracy > 80.0,
+        "test accuracy {}",
+        report.outcome.test_accuracy
+    );
+    let losses: Vec<f64> = report
+        .history
+        .iter()
+        .map(|e| e.train_loss.unwrap())
+        .collect();
+    assert!(losses[2] < losses[0], "train loss {losses:?}");
+    assert!(
+        report
+            .history
+            .iter()
+            .all(|e| e.seconds > 0.0 && e.valid_accuracy.is_some())
+    );
+    assert!(report.optimizer_state_bytes > 0);
+
+    let results = report.write(artifacts.path()).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results).unwrap()).unwrap();
+    for key in [
+        "optimizer",
+        "backend",
+        "epochs",
+        "train_seconds",
+        "test_accuracy",
+        "history",
+    ] {
+        assert!(json.get(key).is_some(), "results.json lacks {key}: {json}");
+    }
+    assert_eq!(json["optimizer"]["name"], "novograd");
+    assert_eq!(json["backend"], "ndarray");
+    plot_curves(&report, artifacts.path()).unwrap();
+    for png in ["loss.png", "accuracy.png"] {
+        let bytes = std::fs::read(artifacts.path().join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG"), "{png}");
+    }
+    assert!(artifacts.path().join("checkpoint/optim-3.mpk").is_file());
+}
+
+#[test]
+fn adamw_and_sgd_train_too_and_novograd_state_is_half_of_adamw() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let data = tiny_mnist(data_dir.path());
+    let mut state_bytes = Vec::new();
+    for optimizer in [
+        OptimizerName::Novograd,
+        OptimizerName::Adamw,
+        OptimizerName::Sgd,
+    ] {
+        let artifacts = tempfile::tempdir().unwrap();
+        let report = run_on(
+            BackendName::Ndarray,
+            1,
+            run(optimizer, 1, artifacts.path(), data.clone()),
+        )
+        .unwrap();
+        assert!(
+            report.outcome.test_accuracy > 20.0,
+            "{optimizer}: {}",
+            report.outcome.test_accuracy
+        );
+        state_bytes.push(report.optimizer_state_bytes as f64);
+    }
+    let ratio = state_bytes[0] / state_bytes[1];
+    assert!(ratio < 0.52, "NovoGrad/AdamW state {ratio}");
+}
+
+#[test]
+fn two_devices_train_data_parallel() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let data = tiny_mnist(data_dir.path());
+    let report = run_on(
+        BackendName::Ndarray,
+        2,
+        run(OptimizerName::Novograd, 3, artifacts.path(), data),
+    )
+    .unwrap();
+    assert_eq!(report.devices, 2);
+    // Half the optimizer steps of one device (each step sees two batches); chance is 10%.
+    assert!(
+        report.outcome.test_accuracy > 50.0,
+        "test accuracy {}",
+        report.outcome.test_accuracy
+    );
+}
+
+fn mnist_command(args: &[&str]) -> (i32, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn command_line_reports_bad_data_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    tiny_mnist(dir.path());
+    std::fs::write(
+        dir.path().join("t10k-labels-idx1-ubyte.gz"),
+        b"\x1f\x8b broken",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let (code, stderr) = mnist_command(&["--data-dir", path]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ")
+            && stderr.contains("t10k-labels-idx1-ubyte.gz: is not a valid gzip file"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+
+    let (code, stderr) = mnist_command(&["--data-dir", "/nonexistent/mnist"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("/nonexistent/mnist: is not a directory"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn command_line_trains_a_quick_run() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    tiny_mnist(data_dir.path());
+    let output = Command::new(env!("CARGO_BIN_EXE_mnist"))
+        .args([
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+        ])
+        .args([
+            "--optimizer",
+            "adamw",
+            "--artifact-dir",
+            artifacts.path().to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("adamw: test accuracy"), "{stdout}");
+    assert!(artifacts.path().join("results.json").is_file());
+}
+
+#[cfg(feature = "wgpu")]
+#[test]
+fn wgpu_smoke() {
+    let data_dir = tempfile::tempdir().unwrap();
+    let artifacts = tempfile::tempdir().unwrap();
+    let mut data = tiny_mnist(data_dir.path());
+    data.train = data.train.truncated(64);
+    let mut wgpu_run = run(OptimizerName::Novograd, 1, artifacts.path(), data);
+    wgpu_run.settings.backend = BackendName::Wgpu;
+    let report = run_on(BackendName::Wgpu, 1, wgpu_run).unwrap();
+    assert_eq!(report.history.len(), 1);
+    assert!(report.history[0].train_loss.unwrap().is_finite());
+}
