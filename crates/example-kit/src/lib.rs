@@ -3,6 +3,7 @@
 //! and results (JSON and PNG curves).
 
 pub mod backend;
+pub mod cli;
 pub mod data;
 pub mod mnist;
 pub mod optimizer;
@@ -11,6 +12,7 @@ pub mod text;
 pub mod training;
 
 pub use backend::{BackendName, Job, run_on};
+pub use cli::CommonArgs;
 pub use data::DataError;
 pub use optimizer::{AnyOptimizer, Defaults, Hyper, OptimizerName, OptimizerSpec};
 pub use report::{RunReport, Series, plot};

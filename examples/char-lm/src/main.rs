@@ -6,7 +6,7 @@ use char_lm::model::ModelConfig;
 use char_lm::{DEFAULTS, LmRun, plot_curves};
 use clap::Parser;
 use example_kit::text::CharCorpus;
-use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunSettings, fail, run_on};
+use example_kit::{CommonArgs, fail, run_on};
 
 /// Train a small decoder-only transformer on characters with NovoGrad, AdamW or SGD through
 /// Burn's Learner.
@@ -17,36 +17,17 @@ use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunSettings, fail, 
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Backend (each needs its cargo feature; ndarray is built by default).
-    #[arg(long, value_enum, default_value_t = BackendName::Ndarray)]
-    backend: BackendName,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerName::Novograd)]
-    optimizer: OptimizerName,
-    /// Peak learning rate [default: per optimizer, see above].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Weight decay [default: per optimizer, see above].
-    #[arg(long)]
-    weight_decay: Option<f32>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Windows of context+1 characters per batch (per device).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Epochs over the training windows.
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
     /// Train on at most this many windows per epoch (quick runs).
     #[arg(long)]
     window_limit: Option<usize>,
     /// Characters of context.
     #[arg(long, default_value_t = 64)]
     context: usize,
-    /// Seed of the initialisation, the shuffling and the sampling.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Devices to train on, data-parallel through Burn's multi-device strategy.
-    #[arg(long, default_value_t = 1)]
-    devices: usize,
     /// Any UTF-8 text: the first 90% trains, the last 10% validates [default: tiny-shakespeare, downloaded to the cache].
     #[arg(long)]
     text: Option<PathBuf>,
@@ -56,9 +37,6 @@ struct Args {
     /// Characters to generate after the prompt.
     #[arg(long, default_value_t = 300)]
     sample_len: usize,
-    /// Where checkpoints, logs, results.json and the PNG curves go [default: artifacts/char-lm-OPTIMIZER].
-    #[arg(long)]
-    artifact_dir: Option<PathBuf>,
 }
 
 fn main() {
@@ -73,40 +51,24 @@ fn main() {
             "--prompt: character {c:?} does not occur in the text"
         )),
     });
-    let optimizer = OptimizerSpec::new(args.optimizer, &DEFAULTS, args.lr, args.weight_decay);
-    let artifact_dir = args
-        .artifact_dir
-        .unwrap_or_else(|| PathBuf::from(format!("artifacts/char-lm-{}", args.optimizer)));
-    std::fs::remove_dir_all(&artifact_dir).ok();
-    std::fs::create_dir_all(&artifact_dir).expect("artifact directory");
+    let settings = args.common.settings("char-lm", &DEFAULTS, args.batch_size);
+    let artifact_dir = settings.artifact_dir.clone();
     println!(
-        "char-LM: {} training / {} validation characters, {} distinct; {} (lr {}, weight decay {}) on {} ({} device(s)), {} epochs of batch {}",
+        "char-LM: {} training / {} validation characters, {} distinct; {}",
         corpus.train.len(),
         corpus.valid.len(),
         corpus.vocabulary.len(),
-        optimizer.name,
-        optimizer.hyper.lr,
-        optimizer.hyper.weight_decay,
-        args.backend,
-        args.devices,
-        args.epochs,
-        args.batch_size
+        args.common.describe(&settings)
     );
     let run = LmRun {
-        settings: RunSettings {
-            optimizer,
-            backend: args.backend,
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            seed: args.seed,
-            artifact_dir: artifact_dir.clone(),
-        },
+        settings,
         window_limit: args.window_limit,
         model: ModelConfig::new(corpus.vocabulary.len()).with_context(args.context),
         corpus,
         prompt,
     };
-    let report = run_on(args.backend, args.devices, run).unwrap_or_else(|error| fail(error));
+    let report =
+        run_on(args.common.backend, args.common.devices, run).unwrap_or_else(|error| fail(error));
 
     println!("\nepoch  seconds  train loss  valid loss");
     for epoch in &report.history {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use burn::data::dataset::Dataset;
 use clap::Parser;
 use example_kit::mnist::Mnist;
-use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunSettings, fail, run_on};
+use example_kit::{CommonArgs, fail, run_on};
 use mnist::model::ModelConfig;
 use mnist::{DEFAULTS, MnistRun, plot_curves};
 
@@ -17,39 +17,17 @@ use mnist::{DEFAULTS, MnistRun, plot_curves};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Backend (each needs its cargo feature; ndarray is built by default).
-    #[arg(long, value_enum, default_value_t = BackendName::Ndarray)]
-    backend: BackendName,
-    /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerName::Novograd)]
-    optimizer: OptimizerName,
-    /// Peak learning rate [default: per optimizer, see above].
-    #[arg(long)]
-    lr: Option<f64>,
-    /// Weight decay [default: per optimizer, see above].
-    #[arg(long)]
-    weight_decay: Option<f32>,
+    #[command(flatten)]
+    common: CommonArgs,
     /// Images per batch (per device).
     #[arg(long, default_value_t = 128)]
     batch_size: usize,
-    /// Epochs over the training images.
-    #[arg(long, default_value_t = 3)]
-    epochs: usize,
-    /// Seed of the initialisation and the shuffling.
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Devices to train on, data-parallel through Burn's multi-device strategy.
-    #[arg(long, default_value_t = 1)]
-    devices: usize,
     /// Directory with the four MNIST IDX files (.gz or raw) [default: download them to the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
     /// Train on the first N training images only (quick runs).
     #[arg(long)]
     train_limit: Option<usize>,
-    /// Where checkpoints, logs, results.json and the PNG curves go [default: artifacts/mnist-OPTIMIZER].
-    #[arg(long)]
-    artifact_dir: Option<PathBuf>,
 }
 
 fn main() {
@@ -58,37 +36,21 @@ fn main() {
     if let Some(limit) = args.train_limit {
         data.train = data.train.truncated(limit);
     }
-    let optimizer = OptimizerSpec::new(args.optimizer, &DEFAULTS, args.lr, args.weight_decay);
-    let artifact_dir = args
-        .artifact_dir
-        .unwrap_or_else(|| PathBuf::from(format!("artifacts/mnist-{}", args.optimizer)));
-    std::fs::remove_dir_all(&artifact_dir).ok();
-    std::fs::create_dir_all(&artifact_dir).expect("artifact directory");
+    let settings = args.common.settings("mnist", &DEFAULTS, args.batch_size);
+    let artifact_dir = settings.artifact_dir.clone();
     println!(
-        "MNIST: {} training / {} test images; {} (lr {}, weight decay {}) on {} ({} device(s)), {} epochs of batch {}",
+        "MNIST: {} training / {} test images; {}",
         data.train.len(),
         data.test.len(),
-        optimizer.name,
-        optimizer.hyper.lr,
-        optimizer.hyper.weight_decay,
-        args.backend,
-        args.devices,
-        args.epochs,
-        args.batch_size
+        args.common.describe(&settings)
     );
     let run = MnistRun {
-        settings: RunSettings {
-            optimizer,
-            backend: args.backend,
-            epochs: args.epochs,
-            batch_size: args.batch_size,
-            seed: args.seed,
-            artifact_dir: artifact_dir.clone(),
-        },
+        settings,
         model: ModelConfig::new(),
         data,
     };
-    let report = run_on(args.backend, args.devices, run).unwrap_or_else(|error| fail(error));
+    let report =
+        run_on(args.common.backend, args.common.devices, run).unwrap_or_else(|error| fail(error));
 
     println!("\nepoch  seconds  train loss  test loss  test accuracy");
     for epoch in &report.history {
