@@ -15,7 +15,7 @@ pub use backend::{BackendName, Job, run_on};
 pub use cli::CommonArgs;
 pub use data::DataError;
 pub use optimizer::{AnyOptimizer, Defaults, Hyper, OptimizerName, OptimizerSpec};
-pub use report::{RunReport, Series, plot};
+pub use report::{RunReport, Series, bars, plot};
 pub use training::{
     EpochStats, RunSettings, Trained, fit, loader, state_bytes_after_one_step, train, warmup_cosine,
 };

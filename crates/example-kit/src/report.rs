@@ -132,3 +132,62 @@ pub fn plot(
     root.present()?;
     Ok(())
 }
+
+/// Draws one horizontal bar per `(label, value)`, top to bottom, into a PNG at `path`.
+pub fn bars(
+    path: &Path,
+    title: &str,
+    x_label: &str,
+    bars: &[(String, f64)],
+) -> Result<(), Box<dyn std::error::Error>> {
+    let x_max = bars.iter().map(|(_, value)| *value).fold(0.0, f64::max);
+    if bars.is_empty() || x_max <= 0.0 {
+        return Err("nothing to plot".into());
+    }
+    let height = 120 + 32 * bars.len() as u32;
+    let root = BitMapBackend::new(path, (900, height)).into_drawing_area();
+    root.fill(&WHITE)?;
+    let rows = bars.len() as i32;
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, ("sans-serif", 22))
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(300)
+        .build_cartesian_2d(0.0..x_max * 1.15, (0..rows).into_segmented())?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .x_desc(x_label)
+        .y_labels(bars.len())
+        .y_label_formatter(&|value| match value {
+            SegmentValue::CenterOf(row) => bars
+                .get((rows - 1 - row) as usize)
+                .map_or(String::new(), |(label, _)| label.clone()),
+            _ => String::new(),
+        })
+        .draw()?;
+    let colors = [BLUE, RED, GREEN, MAGENTA, CYAN, BLACK];
+    chart.draw_series(bars.iter().enumerate().map(|(index, (_, value))| {
+        let row = rows - 1 - index as i32;
+        let color = colors[index % colors.len()].mix(0.7).filled();
+        let mut bar = Rectangle::new(
+            [
+                (0.0, SegmentValue::Exact(row)),
+                (*value, SegmentValue::Exact(row + 1)),
+            ],
+            color,
+        );
+        bar.set_margin(4, 4, 0, 0);
+        bar
+    }))?;
+    chart.draw_series(bars.iter().enumerate().map(|(index, (_, value))| {
+        let row = rows - 1 - index as i32;
+        Text::new(
+            format!(" {value:.1}"),
+            (*value, SegmentValue::CenterOf(row)),
+            ("sans-serif", 14),
+        )
+    }))?;
+    root.present()?;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! End-to-end training steps (forward, backward, optimizer) of the examples' models, on
+//! synthetic batches of the examples' default shapes.
+
+use std::time::Duration;
+
+use burn::module::AutodiffModule;
+use burn::optim::Optimizer;
+use burn::prelude::*;
+use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::{Distribution, TensorData};
+use burn::train::TrainStep;
+use clap::ValueEnum;
+use example_kit::{AnyOptimizer, Defaults, OptimizerName, OptimizerSpec};
+use serde::Serialize;
+
+use crate::timing::time;
+
+/// A model of the examples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Workload {
+    /// The MNIST CNN, batch 128.
+    MnistCnn,
+    /// The character transformer, batch 32 × 64 characters, 65 symbols.
+    CharLm,
+}
+
+impl Workload {
+    /// Both models.
+    pub const ALL: [Workload; 2] = [Self::MnistCnn, Self::CharLm];
+}
+
+/// A training step that can be timed; the model and optimizer types stay inside.
+pub trait TrainingStep {
+    /// One forward, backward and optimizer step, timed up to the device having finished it.
+    fn step(&mut self) -> Duration;
+}
+
+/// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters).
+pub fn training_step<B: AutodiffBackend>(
+    workload: Workload,
+    optimizer: OptimizerName,
+    batch_size: usize,
+    device: &B::Device,
+    seed: u64,
+) -> Box<dyn TrainingStep> {
+    B::seed(device, seed);
+    match workload {
+        Workload::MnistCnn => {
+            let model = mnist::model::ModelConfig::new().init::<B>(device);
+            let labels: Vec<i64> = (0..batch_size as i64).map(|i| i % 10).collect();
+            let batch = mnist::data::MnistBatch {
+                images: Tensor::random([batch_size, 1, 28, 28], Distribution::Default, device),
+                targets: Tensor::from_data(TensorData::new(labels, [batch_size]), device),
+            };
+            Box::new(Stepper::new(
+                model,
+                batch,
+                optimizer,
+                &mnist::DEFAULTS,
+                device,
+            ))
+        }
+        Workload::CharLm => {
+            let config = char_lm::model::ModelConfig::new(65);
+            let context = config.context;
+            let model = config.init::<B>(device);
+            let tokens = |offset: i64| {
+                let values: Vec<i64> = (0..(batch_size * context) as i64)
+                    .map(|i| (i * 7 + offset) % 65)
+                    .collect();
+                Tensor::from_data(TensorData::new(values, [batch_size, context]), device)
+            };
+            let batch = char_lm::data::TokenBatch {
+                inputs: tokens(0),
+                targets: tokens(7),
+            };
+            Box::new(Stepper::new(
+                model,
+                batch,
+                optimizer,
+                &char_lm::DEFAULTS,
+                device,
+            ))
+        }
+    }
+}
+
+struct Stepper<B: AutodiffBackend, M: AutodiffModule<B> + TrainStep> {
+    model: Option<M>,
+    batch: M::Input,
+    optimizer: AnyOptimizer<M, B>,
+    lr: f64,
+    device: B::Device,
+}
+
+impl<B: AutodiffBackend, M: AutodiffModule<B> + TrainStep> Stepper<B, M> {
+    fn new(
+        model: M,
+        batch: M::Input,
+        optimizer: OptimizerName,
+        defaults: &Defaults,
+        device: &B::Device,
+    ) -> Self {
+        let spec = OptimizerSpec::new(optimizer, defaults, None, None);
+        Self {
+            model: Some(model),
+            batch,
+            optimizer: spec.init(),
+            lr: spec.hyper.lr,
+            device: device.clone(),
+        }
+    }
+}
+
+impl<B, M> TrainingStep for Stepper<B, M>
+where
+    B: AutodiffBackend,
+    M: AutodiffModule<B> + TrainStep + 'static,
+    M::Input: Clone,
+{
+    fn step(&mut self) -> Duration {
+        let model = self
+            .model
+            .take()
+            .expect("the model is put back after every step");
+        let batch = self.batch.clone();
+        let mut stepped = None;
+        let elapsed = time(|| {
+            let grads = model.step(batch).grads;
+            stepped = Some(self.optimizer.step(self.lr, model, grads));
+            B::sync(&self.device).expect("the device finishes the step");
+        });
+        self.model = stepped;
+        elapsed
+    }
+}

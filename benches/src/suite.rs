@@ -1,0 +1,157 @@
+//! Everything measured on one backend: optimizer steps on the parameter sets, state bytes, and
+//! end-to-end training steps; optimizers are interleaved sample by sample so that a noisy
+//! machine slows them alike.
+
+use std::time::Duration;
+
+use burn::tensor::backend::AutodiffBackend;
+use example_kit::{BackendName, Job, OptimizerName};
+use serde::Serialize;
+
+use crate::e2e::{TrainingStep, Workload, training_step};
+use crate::sets::ParamSet;
+use crate::step::StepBench;
+use crate::timing::{Sampling, Stats};
+
+/// The optimizers compared, in report order.
+pub const OPTIMIZERS: [OptimizerName; 3] = [
+    OptimizerName::Novograd,
+    OptimizerName::Adamw,
+    OptimizerName::Sgd,
+];
+
+/// What to measure on a backend.
+#[derive(Clone, Debug)]
+pub struct Suite {
+    /// The backend (for the results).
+    pub backend: BackendName,
+    /// Parameter sets whose optimizer step is timed.
+    pub sets: Vec<ParamSet>,
+    /// Sampling of the optimizer steps.
+    pub step_sampling: Sampling,
+    /// Models whose training step is timed, with their batch size.
+    pub workloads: Vec<(Workload, usize)>,
+    /// Sampling of the training steps.
+    pub e2e_sampling: Sampling,
+    /// Seed of weights, gradients and batches.
+    pub seed: u64,
+}
+
+/// One optimizer's step on one parameter set.
+#[derive(Clone, Debug, Serialize)]
+pub struct StepResult {
+    /// The parameter set.
+    pub set: ParamSet,
+    /// Its parameters.
+    pub parameters: usize,
+    /// Its tensors.
+    pub tensors: usize,
+    /// The optimizer.
+    pub optimizer: OptimizerName,
+    /// Step times.
+    pub stats: Stats,
+    /// Optimizer state through Burn's full-precision recorder, after the steps.
+    pub state_bytes: usize,
+}
+
+/// One optimizer's training step of one model.
+#[derive(Clone, Debug, Serialize)]
+pub struct E2eResult {
+    /// The model.
+    pub workload: Workload,
+    /// Its batch size.
+    pub batch_size: usize,
+    /// The optimizer.
+    pub optimizer: OptimizerName,
+    /// Training step times.
+    pub stats: Stats,
+}
+
+/// Everything measured on one backend.
+#[derive(Clone, Debug, Serialize)]
+pub struct BackendResults {
+    /// The backend.
+    pub backend: BackendName,
+    /// Burn's name for it.
+    pub burn_name: String,
+    /// Optimizer steps.
+    pub steps: Vec<StepResult>,
+    /// Training steps.
+    pub e2e: Vec<E2eResult>,
+}
+
+/// Warms every runner up, then takes samples round-robin: sample i of every runner before
+/// sample i + 1 of any.
+fn interleaved<R>(
+    runners: &mut [R],
+    sampling: Sampling,
+    step: impl Fn(&mut R) -> Duration,
+) -> Vec<Stats> {
+    for runner in runners.iter_mut() {
+        for _ in 0..sampling.warmup {
+            step(runner);
+        }
+    }
+    let mut samples = vec![Vec::with_capacity(sampling.samples); runners.len()];
+    for _ in 0..sampling.samples {
+        for (runner, samples) in runners.iter_mut().zip(&mut samples) {
+            samples.push(step(runner));
+        }
+    }
+    samples.iter().map(|samples| Stats::of(samples)).collect()
+}
+
+impl Job for Suite {
+    type Output = BackendResults;
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> BackendResults {
+        let device = &devices[0];
+        let mut steps = Vec::new();
+        for &set in &self.sets {
+            eprintln!("{}: optimizer steps on {set:?}", self.backend);
+            let mut benches: Vec<StepBench<B>> = OPTIMIZERS
+                .iter()
+                .map(|&optimizer| StepBench::new(set, optimizer, device, self.seed))
+                .collect();
+            let stats = interleaved(&mut benches, self.step_sampling, StepBench::step);
+            for ((bench, stats), optimizer) in benches.iter().zip(stats).zip(OPTIMIZERS) {
+                steps.push(StepResult {
+                    set,
+                    parameters: set.parameters(),
+                    tensors: set.shapes().len(),
+                    optimizer,
+                    stats,
+                    state_bytes: bench.state_bytes(),
+                });
+            }
+        }
+        let mut e2e = Vec::new();
+        for &(workload, batch_size) in &self.workloads {
+            eprintln!("{}: training steps of {workload:?}", self.backend);
+            let mut runners: Vec<Box<dyn TrainingStep>> = OPTIMIZERS
+                .iter()
+                .map(|&optimizer| {
+                    training_step::<B>(workload, optimizer, batch_size, device, self.seed)
+                })
+                .collect();
+            let stats = interleaved(&mut runners, self.e2e_sampling, |runner| runner.step());
+            e2e.extend(
+                stats
+                    .into_iter()
+                    .zip(OPTIMIZERS)
+                    .map(|(stats, optimizer)| E2eResult {
+                        workload,
+                        batch_size,
+                        optimizer,
+                        stats,
+                    }),
+            );
+        }
+        BackendResults {
+            backend: self.backend,
+            burn_name: B::name(device),
+            steps,
+            e2e,
+        }
+    }
+}
