@@ -5,14 +5,13 @@ use burn::backend::{Autodiff, Flex, NdArray};
 use burn::tensor::backend::AutodiffBackend;
 use criterion::{Criterion, criterion_group, criterion_main};
 use novograd_benches::sets::ParamSet;
-use novograd_benches::step::StepBench;
-use novograd_benches::suite::OPTIMIZERS;
+use novograd_benches::step::{Contender, StepBench};
 
 fn bench_backend<B: AutodiffBackend>(c: &mut Criterion, backend: &str, device: B::Device) {
     for set in ParamSet::MEASURED {
         let mut group = c.benchmark_group(format!("step/{backend}/{set:?}"));
         group.sample_size(10);
-        for optimizer in OPTIMIZERS {
+        for optimizer in Contender::ALL {
             let mut bench = StepBench::<B>::new(set, optimizer, &device, 42);
             group.bench_function(optimizer.to_string(), |b| {
                 b.iter_custom(|iterations| (0..iterations).map(|_| bench.step()).sum())

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::peers::{Peer, Peers};
 use crate::sets::ParamSet;
-use crate::step::NOVOGRAD_BYTES_PER_PARAM;
+use crate::step::{Contender, NOVOGRAD_BYTES_PER_PARAM};
 use crate::suite::{BackendResults, StepResult};
 use crate::timing::Stats;
 use crate::triad::Bandwidth;
@@ -91,7 +91,7 @@ impl Report {
         &self,
         backend: &BackendResults,
         set: ParamSet,
-        optimizer: OptimizerName,
+        optimizer: Contender,
     ) -> Option<StepResult> {
         backend
             .steps
@@ -191,8 +191,8 @@ impl Report {
         };
         let set = ParamSet::TransformerLike;
         let (Some(novograd), Some(adamw)) = (
-            self.step(ndarray, set, OptimizerName::Novograd),
-            self.step(ndarray, set, OptimizerName::Adamw),
+            self.step(ndarray, set, Contender::Novograd),
+            self.step(ndarray, set, Contender::Adamw),
         ) else {
             let _ = writeln!(md, "The transformer-like set was not measured in this run.");
             return;
@@ -217,6 +217,25 @@ impl Report {
                 let _ = writeln!(
                     md,
                     "- vs torch-optimizer NovoGrad: not measured in this run (see Machine)."
+                );
+            }
+        }
+        for set in ParamSet::MEASURED {
+            let pair = (
+                self.step(ndarray, set, Contender::Novograd),
+                self.step(ndarray, set, Contender::NovogradTensorOps),
+            );
+            if let (Some(fused), Some(tensor_ops)) = pair {
+                let per_tensor = |r: &StepResult| r.stats.median_ms * 1e3 / r.tensors as f64;
+                let _ = writeln!(
+                    md,
+                    "- Fused vs tensor-op NovoGrad step on ndarray, {} set: {} ms vs {} ms = **{:.2}×** ({:.1} vs {:.1} µs per tensor).",
+                    set_name(set),
+                    ms(&fused.stats),
+                    ms(&tensor_ops.stats),
+                    fused.stats.median_ms / tensor_ops.stats.median_ms,
+                    per_tensor(&fused),
+                    per_tensor(&tensor_ops)
                 );
             }
         }
@@ -253,7 +272,7 @@ impl Report {
             );
             let _ = writeln!(md, "|---|---|---|---:|---|---:|---:|---:|---:|");
             for result in &backend.steps {
-                let adamw = self.step(backend, result.set, OptimizerName::Adamw);
+                let adamw = self.step(backend, result.set, Contender::Adamw);
                 let vs_adamw = adamw.map_or("-".into(), |a| {
                     format!("{:.2}", result.stats.median_ms / a.stats.median_ms)
                 });
@@ -263,7 +282,10 @@ impl Report {
                     }
                     _ => "-".into(),
                 };
-                let bound = if result.optimizer == OptimizerName::Novograd {
+                let bound = if matches!(
+                    result.optimizer,
+                    Contender::Novograd | Contender::NovogradTensorOps
+                ) {
                     format!(
                         "{:.0}%",
                         100.0 * self.bound_ms(result.parameters) / result.stats.median_ms
@@ -303,7 +325,7 @@ impl Report {
             .backends
             .iter()
             .find(|b| b.backend == BackendName::Ndarray)
-            .and_then(|b| self.step(b, ParamSet::TransformerLike, OptimizerName::Novograd));
+            .and_then(|b| self.step(b, ParamSet::TransformerLike, Contender::Novograd));
         let _ = writeln!(
             md,
             "`benches/peers/step.py`, same shapes, learning rate and weight decay, f32, gradients \
@@ -349,7 +371,7 @@ impl Report {
         let _ = writeln!(md, "|---|---|---|---:|---:|---:|");
         for backend in &self.backends {
             for result in &backend.steps {
-                let adamw = self.step(backend, result.set, OptimizerName::Adamw);
+                let adamw = self.step(backend, result.set, Contender::Adamw);
                 let _ = writeln!(
                     md,
                     "| {} | {} | {} | {} | {:.3} | {} |",

@@ -10,10 +10,10 @@ use serde::Serialize;
 
 use crate::e2e::{TrainingStep, Workload, training_step};
 use crate::sets::ParamSet;
-use crate::step::StepBench;
+use crate::step::{Contender, StepBench};
 use crate::timing::{Sampling, Stats};
 
-/// The optimizers compared, in report order.
+/// The optimizers of the end-to-end training steps, in report order.
 pub const OPTIMIZERS: [OptimizerName; 3] = [
     OptimizerName::Novograd,
     OptimizerName::Adamw,
@@ -47,7 +47,7 @@ pub struct StepResult {
     /// Its tensors.
     pub tensors: usize,
     /// The optimizer.
-    pub optimizer: OptimizerName,
+    pub optimizer: Contender,
     /// Step times.
     pub stats: Stats,
     /// Optimizer state through Burn's full-precision recorder, after the steps.
@@ -109,12 +109,12 @@ impl Job for Suite {
         let mut steps = Vec::new();
         for &set in &self.sets {
             eprintln!("{}: optimizer steps on {set:?}", self.backend);
-            let mut benches: Vec<StepBench<B>> = OPTIMIZERS
+            let mut benches: Vec<StepBench<B>> = Contender::ALL
                 .iter()
                 .map(|&optimizer| StepBench::new(set, optimizer, device, self.seed))
                 .collect();
             let stats = interleaved(&mut benches, self.step_sampling, StepBench::step);
-            for ((bench, stats), optimizer) in benches.iter().zip(stats).zip(OPTIMIZERS) {
+            for ((bench, stats), optimizer) in benches.iter().zip(stats).zip(Contender::ALL) {
                 steps.push(StepResult {
                     set,
                     parameters: set.parameters(),

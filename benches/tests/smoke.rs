@@ -35,6 +35,7 @@ fn report_runs_on_tiny_sizes() {
         "## Machine",
         "GB/s",
         "### ndarray",
+        "| tiny | 81 / 4 | novograd (tensor ops) |",
         "### flex",
         "## Optimizer state",
         "## End-to-end training step",

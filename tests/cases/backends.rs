@@ -1,7 +1,9 @@
 //! The reference trajectories replayed on every backend.
 
 use burn::backend::{Flex, NdArray};
-use novograd_tests::{Reference, assert_parity, assert_same_trajectories};
+use novograd_tests::{
+    Reference, assert_fused_matches_tensor_ops, assert_parity, assert_same_trajectories,
+};
 
 #[test]
 fn reference_vectors_come_from_third_party_implementations() {
@@ -19,6 +21,11 @@ fn reference_vectors_come_from_third_party_implementations() {
 #[test]
 fn ndarray_matches_references() {
     assert_parity::<NdArray>(&Default::default(), 1e-5);
+}
+
+#[test]
+fn ndarray_fused_step_matches_the_tensor_op_step() {
+    assert_fused_matches_tensor_ops::<NdArray>(&Default::default(), 1e-6);
 }
 
 #[test]

@@ -100,7 +100,8 @@ impl Reference {
     }
 }
 
-fn replay_tensor<'a, B: Backend, const D: usize>(
+/// Replays one tensor from `initial` through `grads`: the parameter after every step.
+pub fn replay_tensor<'a, B: Backend, const D: usize>(
     optimizer: &NovoGrad,
     lr: f64,
     initial: &[f64],
@@ -196,5 +197,85 @@ pub fn assert_same_trajectories<A: Backend, B: Backend>(
             "{}: backends differ by {error:e}",
             case.name
         );
+    }
+}
+
+/// Replays every option of the reference cases for 100 steps on tensors of rank 1, 2 and 4
+/// (one larger than a parallel chunk), with gradients of changing scale and some NaN and ±Inf,
+/// through `NovoGradConfig::fused = true` and `false`; asserts the trajectories agree within
+/// `tolerance` (relative, as [`max_relative_error`]) and returns the largest difference.
+pub fn assert_fused_matches_tensor_ops<B: Backend>(device: &B::Device, tolerance: f64) -> f64 {
+    const STEPS: usize = 100;
+    let shapes: [&[usize]; 3] = [&[70_000], &[33, 17], &[4, 3, 5, 5]];
+    let mut random = Xorshift(0x9E37_79B9_7F4A_7C15);
+    let mut draw = |len: usize, scale: f64| -> Vec<f64> {
+        (0..len).map(|_| random.next_signed() * scale).collect()
+    };
+    let initial: Vec<Vec<f64>> = shapes
+        .iter()
+        .map(|s| draw(s.iter().product(), 0.1))
+        .collect();
+    let grads: Vec<Vec<Vec<f64>>> = (0..STEPS)
+        .map(|step| {
+            let scale = 10f64.powi(step as i32 % 7 - 3);
+            let mut step_grads: Vec<Vec<f64>> = shapes
+                .iter()
+                .map(|s| draw(s.iter().product(), scale))
+                .collect();
+            match step {
+                0 => step_grads[2][7] = f64::NAN,
+                30 => step_grads[0][12_345] = f64::NAN,
+                31 => step_grads[1][3] = f64::INFINITY,
+                32 => step_grads[2][0] = f64::NEG_INFINITY,
+                _ => {}
+            }
+            step_grads
+        })
+        .collect();
+    let reference = Reference::load();
+    let mut worst = 0.0f64;
+    for case in &reference.cases {
+        let trajectories = [true, false].map(|fused| {
+            let optimizer = NovoGradConfig::from(case.config).with_fused(fused).build();
+            shapes
+                .iter()
+                .enumerate()
+                .map(|(index, shape)| {
+                    let grads = grads.iter().map(|step| step[index].as_slice());
+                    let initial = &initial[index];
+                    match shape.len() {
+                        1 => replay_tensor::<B, 1>(&optimizer, 0.01, initial, grads, shape, device),
+                        2 => replay_tensor::<B, 2>(&optimizer, 0.01, initial, grads, shape, device),
+                        _ => replay_tensor::<B, 4>(&optimizer, 0.01, initial, grads, shape, device),
+                    }
+                })
+                .collect::<Vec<_>>()
+        });
+        let [fused, tensor_ops] = trajectories;
+        for (index, (fused, tensor_ops)) in fused.iter().zip(&tensor_ops).enumerate() {
+            let steps = |t: &Vec<Vec<f64>>| t.iter().map(|w| vec![w.clone()]).collect::<Vec<_>>();
+            let error = max_relative_error(&steps(fused), &steps(tensor_ops));
+            assert!(
+                error <= tolerance,
+                "{} tensor {index}: fused differs from tensor ops by {error:e}",
+                case.name
+            );
+            worst = worst.max(error);
+        }
+    }
+    println!("fused vs tensor-op step: largest relative difference {worst:.2e}");
+    worst
+}
+
+/// A small deterministic generator, so that both paths see the same numbers.
+struct Xorshift(u64);
+
+impl Xorshift {
+    /// Uniform in [−1, 1).
+    fn next_signed(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
     }
 }

@@ -63,6 +63,11 @@ pub struct NovoGradConfig {
     /// Apex-style bias correction: divide `v` by `1 − β2^t` and `m` by `1 − β1^t`.
     #[config(default = false)]
     pub bias_correction: bool,
+    /// Take the backend's fused step where there is one (burn-ndarray with this crate's
+    /// `ndarray` feature); `false` forces the tensor-op step on every backend. Both compute the
+    /// same equations.
+    #[config(default = true)]
+    pub fused: bool,
     /// [Gradient clipping](GradientClippingConfig), applied by [`init`](Self::init) before the step.
     pub grad_clipping: Option<GradientClippingConfig>,
 }

@@ -44,6 +44,7 @@
 #![warn(missing_docs)]
 
 mod config;
+mod fused;
 mod optimizer;
 
 pub use config::{NovoGradConfig, NovoGradConfigError, WeightDecayMode};

@@ -4,6 +4,7 @@ use burn::tensor::backend::Backend;
 use burn::tensor::{DType, FloatDType, Int, Tensor, ops::Device};
 
 use crate::config::{NovoGradConfig, WeightDecayMode};
+use crate::fused;
 
 /// NovoGrad: SGD with momentum, normalised per tensor by a running average of the squared
 /// gradient norm ([Ginsburg et al. 2019](https://arxiv.org/abs/1905.11286)).
@@ -24,15 +25,16 @@ use crate::config::{NovoGradConfig, WeightDecayMode};
 /// Built by [`NovoGradConfig::build`]; for a whole module use [`NovoGradConfig::init`].
 #[derive(Clone, Debug)]
 pub struct NovoGrad {
-    beta_1: f32,
-    beta_2: f32,
-    epsilon: f32,
-    epsilon_root: f32,
-    weight_decay: f32,
-    weight_decay_mode: WeightDecayMode,
-    moment_input_scale: f32,
-    amsgrad: bool,
-    bias_correction: bool,
+    pub(crate) beta_1: f32,
+    pub(crate) beta_2: f32,
+    pub(crate) epsilon: f32,
+    pub(crate) epsilon_root: f32,
+    pub(crate) weight_decay: f32,
+    pub(crate) weight_decay_mode: WeightDecayMode,
+    pub(crate) moment_input_scale: f32,
+    pub(crate) amsgrad: bool,
+    pub(crate) bias_correction: bool,
+    fused: bool,
 }
 
 /// The state NovoGrad keeps for one parameter tensor: one tensor shaped like the parameter and
@@ -65,11 +67,12 @@ impl NovoGrad {
             },
             amsgrad: config.amsgrad,
             bias_correction: config.bias_correction,
+            fused: config.fused,
         }
     }
 
     /// The state before the first step: zero moments, step 0.
-    fn initial_state<B: Backend, const D: usize>(
+    pub(crate) fn initial_state<B: Backend, const D: usize>(
         &self,
         param: &Tensor<B, D>,
     ) -> NovoGradState<B, D> {
@@ -109,6 +112,8 @@ impl NovoGrad {
 impl<B: Backend> SimpleOptimizer<B> for NovoGrad {
     type State<const D: usize> = NovoGradState<B, D>;
 
+    /// The backend's fused step where there is one (see [`NovoGradConfig::fused`]), else the
+    /// tensor-op step.
     fn step<const D: usize>(
         &self,
         lr: LearningRate,
@@ -117,6 +122,33 @@ impl<B: Backend> SimpleOptimizer<B> for NovoGrad {
         state: Option<Self::State<D>>,
     ) -> (Tensor<B, D>, Option<Self::State<D>>) {
         let state = state.unwrap_or_else(|| self.initial_state(&param));
+        let inputs = (param, grad, state);
+        let (param, state) = match self.fused {
+            true => fused::step(self, lr, inputs)
+                .unwrap_or_else(|inputs| self.tensor_op_step(lr, inputs)),
+            false => self.tensor_op_step(lr, inputs),
+        };
+        (param, Some(state))
+    }
+
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device<B>) -> Self::State<D> {
+        NovoGradState {
+            moment_1: state.moment_1.to_device(device),
+            moment_2: state.moment_2.to_device(device),
+            max_moment_2: state.max_moment_2.map(|max| max.to_device(device)),
+            step: state.step.to_device(device),
+        }
+    }
+}
+
+impl NovoGrad {
+    /// The step in Burn tensor ops, on any backend: the executable specification of every
+    /// fused step.
+    fn tensor_op_step<B: Backend, const D: usize>(
+        &self,
+        lr: LearningRate,
+        (param, grad, state): fused::Inputs<B, D>,
+    ) -> (Tensor<B, D>, NovoGradState<B, D>) {
         let dtype = param.dtype();
         let moment_dtype = moment_2_dtype(dtype);
         let as_param = |scalar: Tensor<B, 1>| broadcastable::<B, D>(scalar, dtype);
@@ -176,19 +208,7 @@ impl<B: Backend> SimpleOptimizer<B> for NovoGrad {
                 .map(|(prev, next)| prev.cast(moment_dtype).mask_where(applied.clone(), next)),
             step: state.step.mask_where(applied, step),
         };
-        (
-            param.mask_where(applied_everywhere, param_next),
-            Some(state),
-        )
-    }
-
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device<B>) -> Self::State<D> {
-        NovoGradState {
-            moment_1: state.moment_1.to_device(device),
-            moment_2: state.moment_2.to_device(device),
-            max_moment_2: state.max_moment_2.map(|max| max.to_device(device)),
-            step: state.step.to_device(device),
-        }
+        (param.mask_where(applied_everywhere, param_next), state)
     }
 }
 
@@ -227,17 +247,24 @@ mod tests {
         tensor.to_data().iter::<f64>().collect()
     }
 
-    /// Applies the config to `W` with gradients `grads`: the parameter after each step.
+    /// Applies the config to `W` with gradients `grads`, by the fused step and by the
+    /// tensor-op step: the parameter after each step (the same for both, asserted).
     fn run(config: NovoGradConfig, grads: &[[f32; 2]]) -> Vec<Vec<f64>> {
-        let optimizer = config.build();
-        let (mut param, mut state) = (tensor(W), None);
-        grads
-            .iter()
-            .map(|grad| {
-                (param, state) = optimizer.step(LR, param.clone(), tensor(*grad), state.take());
-                values(&param)
-            })
-            .collect()
+        let trajectory = |fused: bool| {
+            let optimizer = config.clone().with_fused(fused).build();
+            let (mut param, mut state) = (tensor(W), None);
+            grads
+                .iter()
+                .map(|grad| {
+                    (param, state) = optimizer.step(LR, param.clone(), tensor(*grad), state.take());
+                    values(&param)
+                })
+                .collect::<Vec<_>>()
+        };
+        let fused = trajectory(true);
+        let tensor_ops: Vec<[f64; 2]> = trajectory(false).iter().map(|w| [w[0], w[1]]).collect();
+        assert_close(&fused, &tensor_ops);
+        fused
     }
 
     fn assert_close(actual: &[Vec<f64>], expected: &[[f64; 2]]) {
@@ -456,7 +483,10 @@ mod tests {
                 .with_weight_decay(0.1)
                 .with_weight_decay_mode(WeightDecayMode::OnUpdate),
         ];
-        for config in configs {
+        for config in configs
+            .iter()
+            .flat_map(|c| [c.clone(), c.clone().with_fused(false)])
+        {
             let optimizer = config.build();
             for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
                 // Mid-run: parameter and state are bit-for-bit unchanged.
