@@ -34,6 +34,8 @@ impl Workload {
 pub trait TrainingStep {
     /// One forward, backward and optimizer step, timed up to the device having finished it.
     fn step(&mut self) -> Duration;
+    /// Bytes of the optimizer state through Burn's full-precision recorder.
+    fn state_bytes(&self) -> usize;
 }
 
 /// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters).
@@ -133,5 +135,9 @@ where
         });
         self.model = stepped;
         elapsed
+    }
+
+    fn state_bytes(&self) -> usize {
+        self.optimizer.state_bytes()
     }
 }

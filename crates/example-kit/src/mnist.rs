@@ -287,3 +287,28 @@ impl MnistSplit {
         }
     }
 }
+
+/// `count` synthetic digits for tests: a bright 6×6 block whose place encodes the label, over
+/// faint noise; `seed` draws the noise.
+pub fn synthetic(count: usize, seed: u64) -> MnistSplit {
+    let mut state = seed;
+    let items: Vec<MnistItem> = (0..count)
+        .map(|i| {
+            let label = (i % 10) as u8;
+            let (top, left) = (4 + 12 * (label as usize / 5), 1 + 5 * (label as usize % 5));
+            let image = (0..PIXELS)
+                .map(|p| {
+                    state = state
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    let (row, column) = (p / SIDE, p % SIDE);
+                    let inside =
+                        (top..top + 6).contains(&row) && (left..left + 6).contains(&column);
+                    if inside { 230 } else { (state >> 59) as u8 * 4 }
+                })
+                .collect();
+            MnistItem { image, label }
+        })
+        .collect();
+    MnistSplit::from_items(&items)
+}

@@ -5,7 +5,8 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
-    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Linear, LinearConfig, PaddingConfig2d, Relu,
+    BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
+    PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
 use burn::tensor::backend::AutodiffBackend;
@@ -26,6 +27,10 @@ pub struct ModelConfig {
     /// Dropout before the last layer.
     #[config(default = 0.25)]
     pub dropout: f64,
+    /// Multiplies the scale of Burn's default initialisation (Kaiming-uniform, gain 1/√3) of
+    /// the convolution and linear layers, weights and biases.
+    #[config(default = 1.0)]
+    pub init_scale: f64,
 }
 
 /// conv(1→c) + BN + ReLU + pool, conv(c→2c) + BN + ReLU + pool, linear(2c·7·7→h) + ReLU,
@@ -46,9 +51,19 @@ pub struct Model<B: Backend> {
 impl ModelConfig {
     /// The model, initialised on `device`.
     pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
+        let initializer = Initializer::KaimingUniform {
+            gain: self.init_scale / 3f64.sqrt(),
+            fan_out_only: false,
+        };
         let conv = |input, output| {
             Conv2dConfig::new([input, output], [3, 3])
                 .with_padding(PaddingConfig2d::Same)
+                .with_initializer(initializer.clone())
+                .init(device)
+        };
+        let linear = |input, output| {
+            LinearConfig::new(input, output)
+                .with_initializer(initializer.clone())
                 .init(device)
         };
         let pooled = SIDE / 4;
@@ -58,10 +73,9 @@ impl ModelConfig {
             conv_2: conv(self.channels, 2 * self.channels),
             norm_2: BatchNormConfig::new(2 * self.channels).init(device),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            hidden: LinearConfig::new(2 * self.channels * pooled * pooled, self.hidden)
-                .init(device),
+            hidden: linear(2 * self.channels * pooled * pooled, self.hidden),
             dropout: DropoutConfig::new(self.dropout).init(),
-            output: LinearConfig::new(self.hidden, CLASSES).init(device),
+            output: linear(self.hidden, CLASSES),
             activation: Relu::new(),
         }
     }

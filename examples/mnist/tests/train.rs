@@ -4,34 +4,10 @@
 use std::path::Path;
 use std::process::Command;
 
-use example_kit::mnist::{Mnist, MnistItem, MnistSplit, PIXELS, SIDE, write_idx};
+use example_kit::mnist::{Mnist, synthetic, write_idx};
 use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunReport, RunSettings, run_on};
 use mnist::model::ModelConfig;
 use mnist::{DEFAULTS, MnistOutcome, MnistRun, plot_curves};
-
-/// Digits drawn as a bright 6×6 block whose place encodes the label, over faint noise.
-fn synthetic(count: usize, seed: u64) -> MnistSplit {
-    let mut state = seed;
-    let items: Vec<MnistItem> = (0..count)
-        .map(|i| {
-            let label = (i % 10) as u8;
-            let (top, left) = (4 + 12 * (label as usize / 5), 1 + 5 * (label as usize % 5));
-            let image = (0..PIXELS)
-                .map(|p| {
-                    state = state
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    let (row, column) = (p / SIDE, p % SIDE);
-                    let inside =
-                        (top..top + 6).contains(&row) && (left..left + 6).contains(&column);
-                    if inside { 230 } else { (state >> 59) as u8 * 4 }
-                })
-                .collect();
-            MnistItem { image, label }
-        })
-        .collect();
-    MnistSplit::from_items(&items)
-}
 
 /// Writes a tiny MNIST in IDX format (gzip) into `dir` and reads it back with the real loader.
 fn tiny_mnist(dir: &Path) -> Mnist {
