@@ -11,12 +11,12 @@ use burn::tensor::{Distribution, TensorData};
 use burn::train::TrainStep;
 use clap::ValueEnum;
 use example_kit::{AnyOptimizer, Defaults, OptimizerName, OptimizerSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::timing::time;
 
 /// A model of the examples.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Workload {
     /// The MNIST CNN, batch 128.
@@ -28,6 +28,14 @@ pub enum Workload {
 impl Workload {
     /// Both models.
     pub const ALL: [Workload; 2] = [Self::MnistCnn, Self::CharLm];
+
+    /// The example's default batch size.
+    pub fn default_batch(self) -> usize {
+        match self {
+            Self::MnistCnn => 128,
+            Self::CharLm => 32,
+        }
+    }
 }
 
 /// A training step that can be timed; the model and optimizer types stay inside.

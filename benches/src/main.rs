@@ -115,13 +115,7 @@ fn main() {
 
     let workloads = Workload::ALL
         .iter()
-        .map(|&w| {
-            let default = match w {
-                Workload::MnistCnn => 128,
-                Workload::CharLm => 32,
-            };
-            (w, args.e2e_batch.unwrap_or(default))
-        })
+        .map(|&w| (w, args.e2e_batch.unwrap_or(w.default_batch())))
         .collect::<Vec<_>>();
     let mut results = Vec::new();
     let mut not_measured = Vec::new();

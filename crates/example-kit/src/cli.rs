@@ -38,6 +38,13 @@ impl CommonArgs {
     /// The run's settings, with the example's per-optimizer `defaults` filling in `--lr` and
     /// `--weight-decay`; the artifact directory is emptied and created.
     pub fn settings(&self, example: &str, defaults: &Defaults, batch_size: usize) -> RunSettings {
+        let optimizer = OptimizerSpec::new(self.optimizer, defaults, self.lr, self.weight_decay);
+        if !(optimizer.hyper.lr > 0.0 && optimizer.hyper.lr <= 1.0) {
+            crate::fail(format!(
+                "--lr {}: Burn's learning-rate schedulers take a peak rate in (0, 1]",
+                optimizer.hyper.lr
+            ));
+        }
         let artifact_dir = self
             .artifact_dir
             .clone()
@@ -50,7 +57,7 @@ impl CommonArgs {
             ));
         }
         RunSettings {
-            optimizer: OptimizerSpec::new(self.optimizer, defaults, self.lr, self.weight_decay),
+            optimizer,
             backend: self.backend,
             epochs: self.epochs,
             batch_size,

@@ -15,10 +15,10 @@ use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
 use burn::tensor::backend::AutodiffBackend;
 use burn_novograd::{NovoGrad, NovoGradConfig};
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// An optimizer to train with.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OptimizerName {
     /// NovoGrad, β = (0.95, 0.98), ε = 1e-8 (the paper's).
@@ -37,7 +37,7 @@ impl fmt::Display for OptimizerName {
 }
 
 /// Learning rate and weight decay.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hyper {
     /// Peak learning rate.
     pub lr: f64,
@@ -57,7 +57,7 @@ pub struct Defaults {
 }
 
 /// An optimizer with its hyperparameters: what a run trains with.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerSpec {
     /// Which optimizer.
     pub name: OptimizerName,

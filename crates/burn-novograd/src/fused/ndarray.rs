@@ -46,11 +46,7 @@ pub(super) fn step<B: Backend, const D: usize>(
     };
     let (param, moment_1, scalars) = match (array(param), array(grad), array(moment_1)) {
         (NdArrayTensor::F32(w), NdArrayTensor::F32(g), NdArrayTensor::F32(m)) => {
-            let (w, g, m) = (
-                standard(w.into_owned()),
-                g.into_owned(),
-                standard(m.into_owned()),
-            );
+            let (w, g, m) = (w.into_owned(), g.into_owned(), m.into_owned());
             let (w, m, scalars) = fused(novograd, lr, w, g, m, previous, f32::MAX.into());
             (
                 NdArrayTensor::F32(w.into()),
@@ -59,11 +55,7 @@ pub(super) fn step<B: Backend, const D: usize>(
             )
         }
         (NdArrayTensor::F64(w), NdArrayTensor::F64(g), NdArrayTensor::F64(m)) => {
-            let (w, g, m) = (
-                standard(w.into_owned()),
-                g.into_owned(),
-                standard(m.into_owned()),
-            );
+            let (w, g, m) = (w.into_owned(), g.into_owned(), m.into_owned());
             let (w, m, scalars) = fused(novograd, lr, w, g, m, previous, f64::MAX);
             (
                 NdArrayTensor::F64(w.into()),
@@ -106,13 +98,13 @@ struct Previous {
 fn fused<T: Real + Element>(
     novograd: &NovoGrad,
     lr: LearningRate,
-    mut param: Array<T>,
+    param: Array<T>,
     grad: Array<T>,
-    mut moment_1: Array<T>,
+    moment_1: Array<T>,
     previous: Previous,
     dtype_max: f64,
 ) -> (Array<T>, Array<T>, Option<Scalars>) {
-    let grad = standard(grad);
+    let (mut param, grad, mut moment_1) = (standard(param), standard(grad), standard(moment_1));
     let grad = grad.as_slice().expect("standard layout");
     let grad_norm_sq = sum_squares(grad);
     if !grad_norm_sq.is_finite() {

@@ -1,0 +1,111 @@
+//! Runs the study and writes `STUDY.md` with its plots.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand};
+use example_kit::mnist::Mnist;
+use example_kit::{BackendName, OptimizerName, fail};
+use novograd_benches::e2e::Workload;
+use study::report::Study;
+use study::{Budget, OPTIMIZERS, Trainer, memory, sweeps};
+
+/// Reproduce the NovoGrad paper's claims on MNIST (learning-rate and initialisation robustness,
+/// large batch, memory) with short seeded trainings of the MNIST example, and write STUDY.md.
+#[derive(Parser, Debug)]
+#[command(version)]
+struct Args {
+    #[command(subcommand)]
+    probe: Option<Probe>,
+    /// A few minutes' version: one seed, three learning rates, two batch sizes, small subsets.
+    #[arg(long)]
+    quick: bool,
+    /// Backend of every run (flex is the faster CPU backend here).
+    #[arg(long, value_enum, default_value_t = BackendName::Flex)]
+    backend: BackendName,
+    /// Directory with the four MNIST IDX files (.gz or raw) [default: download them to the cache].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// The report; its plots go to `docs/study/` beside it.
+    #[arg(long, default_value = "STUDY.md")]
+    out: PathBuf,
+    /// Where the runs' Learner artifacts go, with each finished run's outcome (`point.json`),
+    /// which a later invocation reuses instead of training the run again.
+    #[arg(long, default_value = "artifacts/study")]
+    artifact_dir: PathBuf,
+    /// Train every run again, ignoring the outcomes kept in the artifact directory.
+    #[arg(long)]
+    fresh: bool,
+}
+
+/// Internal: one memory probe in a process of its own.
+#[derive(Subcommand, Debug)]
+enum Probe {
+    /// Train a few steps and print the optimizer state bytes and the peak process memory (JSON).
+    #[command(hide = true)]
+    Probe {
+        #[arg(long, value_enum)]
+        backend: BackendName,
+        #[arg(long, value_enum)]
+        workload: Workload,
+        #[arg(long, value_enum)]
+        optimizer: OptimizerName,
+        #[arg(long)]
+        steps: usize,
+    },
+}
+
+fn main() {
+    let args = Args::parse();
+    if let Some(Probe::Probe {
+        backend,
+        workload,
+        optimizer,
+        steps,
+    }) = args.probe
+    {
+        let measured =
+            memory::probe(backend, workload, optimizer, steps).unwrap_or_else(|e| fail(e));
+        println!(
+            "{}",
+            serde_json::to_string(&measured).expect("serialisable")
+        );
+        return;
+    }
+    let command = std::iter::once("cargo run --release -p study".to_string())
+        .chain(std::env::args().nth(1).map(|_| "--".to_string()))
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let budget = if args.quick {
+        Budget::quick()
+    } else {
+        Budget::full()
+    };
+    let data = Mnist::load(args.data_dir.as_deref()).unwrap_or_else(|error| fail(error));
+    let start = Instant::now();
+    if args.fresh {
+        std::fs::remove_dir_all(&args.artifact_dir).ok();
+    }
+    let mut trainer = Trainer::new(args.backend, data, args.artifact_dir.clone());
+    let sweeps = sweeps(&mut trainer, &budget);
+    let exe = std::env::current_exe().expect("the study's own executable");
+    let memory = memory::measure(&exe, args.backend, &OPTIMIZERS, budget.probe_steps);
+    let study = Study {
+        command,
+        backend: args.backend.to_string(),
+        budget: &budget,
+        sweeps: &sweeps,
+        memory: &memory,
+        minutes: start.elapsed().as_secs_f64() / 60.0,
+        reused: trainer.reused,
+    };
+    if let Err(error) = study.write(&args.out) {
+        fail(format!("{}: {error}", args.out.display()));
+    }
+    println!(
+        "written: {} ({:.1} minutes)",
+        args.out.display(),
+        study.minutes
+    );
+}

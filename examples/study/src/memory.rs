@@ -1,0 +1,111 @@
+//! Optimizer state bytes and peak process memory per optimizer, for the MNIST CNN and the
+//! character transformer, each measured in a fresh process of its own (`study probe`).
+
+use std::path::Path;
+use std::process::Command;
+
+use burn::tensor::backend::AutodiffBackend;
+use example_kit::{BackendName, Job, OptimizerName, run_on};
+use novograd_benches::e2e::{Workload, training_step};
+use serde::{Deserialize, Serialize};
+
+/// What one probe measured.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Memory {
+    /// The model.
+    pub workload: Workload,
+    /// The optimizer.
+    pub optimizer: OptimizerName,
+    /// Optimizer state through Burn's full-precision recorder.
+    pub state_bytes: usize,
+    /// The process's peak resident memory (VmHWM), KiB; 0 where /proc is missing.
+    pub peak_kib: u64,
+}
+
+struct Probe {
+    workload: Workload,
+    optimizer: OptimizerName,
+    steps: usize,
+}
+
+impl Job for Probe {
+    type Output = usize;
+
+    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> usize {
+        let batch = self.workload.default_batch();
+        let mut step = training_step::<B>(self.workload, self.optimizer, batch, &devices[0], 1);
+        for _ in 0..self.steps.max(1) {
+            step.step();
+        }
+        step.state_bytes()
+    }
+}
+
+/// Trains `steps` steps of `workload` with `optimizer` in this process and reports its memory.
+pub fn probe(
+    backend: BackendName,
+    workload: Workload,
+    optimizer: OptimizerName,
+    steps: usize,
+) -> Result<Memory, String> {
+    let state_bytes = run_on(
+        backend,
+        1,
+        Probe {
+            workload,
+            optimizer,
+            steps,
+        },
+    )?;
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let peak_kib = status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0);
+    Ok(Memory {
+        workload,
+        optimizer,
+        state_bytes,
+        peak_kib,
+    })
+}
+
+/// Runs one probe process (`exe probe …`) per model and optimizer.
+pub fn measure(
+    exe: &Path,
+    backend: BackendName,
+    optimizers: &[OptimizerName],
+    steps: usize,
+) -> Result<Vec<Memory>, String> {
+    let mut measured = Vec::new();
+    for workload in Workload::ALL {
+        for &optimizer in optimizers {
+            let output = Command::new(exe)
+                .args(["probe", "--backend", &backend.to_string(), "--steps"])
+                .arg(steps.to_string())
+                .args([
+                    "--workload",
+                    &serde_json::to_value(workload)
+                        .unwrap()
+                        .as_str()
+                        .unwrap()
+                        .to_string(),
+                ])
+                .args(["--optimizer", &optimizer.to_string()])
+                .output()
+                .map_err(|error| format!("could not start {}: {error}", exe.display()))?;
+            if !output.status.success() {
+                return Err(format!(
+                    "memory probe {workload:?} {optimizer} failed: {}",
+                    String::from_utf8_lossy(&output.stderr)
+                ));
+            }
+            let line = String::from_utf8_lossy(&output.stdout);
+            let memory = serde_json::from_str(line.lines().last().unwrap_or(""))
+                .map_err(|error| format!("memory probe printed no result: {error}"))?;
+            measured.push(memory);
+        }
+    }
+    Ok(measured)
+}
