@@ -217,10 +217,15 @@ impl Trainer {
     }
 }
 
-/// `optimizer` with the MNIST example's default weight decay and learning rate × `factor`.
+/// The largest learning rate Burn's schedulers take.
+pub const MAX_LR: f64 = 1.0;
+
+/// `optimizer` with the MNIST example's default weight decay and learning rate × `factor`,
+/// at most [`MAX_LR`].
 pub fn spec(optimizer: OptimizerName, factor: f64) -> OptimizerSpec {
     let default = OptimizerSpec::new(optimizer, &DEFAULTS, None, None);
-    OptimizerSpec::new(optimizer, &DEFAULTS, Some(default.hyper.lr * factor), None)
+    let lr = (default.hyper.lr * factor).min(MAX_LR);
+    OptimizerSpec::new(optimizer, &DEFAULTS, Some(lr), None)
 }
 
 /// The learning-rate factor at `batch` relative to `reference`: linear for SGD (Goyal et al.
@@ -313,6 +318,7 @@ mod tests {
         assert_eq!(lr_scaling(OptimizerName::Sgd, 8192, 128), 64.0);
         assert_eq!(lr_scaling(OptimizerName::Novograd, 8192, 128), 8.0);
         assert_eq!(lr_scaling(OptimizerName::Adamw, 512, 128), 2.0);
+        assert_eq!(spec(OptimizerName::Sgd, 64.0).hyper.lr, MAX_LR);
         let scaled = spec(OptimizerName::Novograd, 8.0);
         assert!((scaled.hyper.lr - 0.08).abs() < 1e-12);
         assert_eq!(scaled.hyper.weight_decay, DEFAULTS.novograd.weight_decay);

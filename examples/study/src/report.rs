@@ -268,11 +268,12 @@ impl Study<'_> {
         let _ = writeln!(md, "## 3. Large batch\n");
         let _ = writeln!(
             md,
-            "Batch sizes {:?} at a fixed {} epochs on {} images, so larger batches take fewer steps. Learning rates scaled from the batch-{} default: linearly for SGD (Goyal et al. 2017), by the square root for AdamW and NovoGrad.\n\n![accuracy vs batch size](docs/study/batch.png)\n",
+            "Batch sizes {:?} at a fixed {} epochs on {} images, so larger batches take fewer steps. Learning rates scaled from the batch-{} default: linearly for SGD (Goyal et al. 2017), by the square root for AdamW and NovoGrad, capped at {} (the most Burn's schedulers take, which cuts SGD's largest-batch rate).\n\n![accuracy vs batch size](docs/study/batch.png)\n",
             self.budget.batch_sizes,
             self.budget.batch_epochs,
             self.budget.batch_images,
-            self.budget.batch_sizes.first().copied().unwrap_or(0)
+            self.budget.batch_sizes.first().copied().unwrap_or(0),
+            crate::MAX_LR
         );
         let sizes = &self.budget.batch_sizes;
         let header: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
