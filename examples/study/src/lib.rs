@@ -169,12 +169,11 @@ impl Trainer {
         );
         let dir = self.artifacts.join(name);
         let earlier = std::fs::read_to_string(dir.join(POINT_FILE)).ok();
-        if let Some(point) = earlier.and_then(|json| serde_json::from_str::<Point>(&json).ok()) {
-            if point.run == run {
-                self.reused += 1;
-                self.done.insert(key, point.clone());
-                return point;
-            }
+        let earlier = earlier.and_then(|json| serde_json::from_str::<Point>(&json).ok());
+        if let Some(point) = earlier.filter(|point| point.run == run) {
+            self.reused += 1;
+            self.done.insert(key, point.clone());
+            return point;
         }
         std::fs::remove_dir_all(&dir).ok();
         let data = Mnist {

@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::backend::AutodiffBackend;
+use clap::ValueEnum;
 use example_kit::{BackendName, Job, OptimizerName, run_on};
 use novograd_benches::e2e::{Workload, training_step};
 use serde::{Deserialize, Serialize};
@@ -86,11 +87,7 @@ pub fn measure(
                 .arg(steps.to_string())
                 .args([
                     "--workload",
-                    &serde_json::to_value(workload)
-                        .unwrap()
-                        .as_str()
-                        .unwrap()
-                        .to_string(),
+                    workload.to_possible_value().expect("named").get_name(),
                 ])
                 .args(["--optimizer", &optimizer.to_string()])
                 .output()

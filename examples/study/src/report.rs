@@ -55,6 +55,15 @@ fn smallest(values: &[(OptimizerName, f64)]) -> String {
         .map_or("-".into(), |(name, _)| name.to_string())
 }
 
+/// A plot: file, title, x label, points and the swept value of a point.
+type Plot<'a> = (
+    &'a str,
+    &'a str,
+    &'a str,
+    &'a [Point],
+    &'a dyn Fn(&Point) -> f64,
+);
+
 /// Everything the report says.
 pub struct Study<'a> {
     /// The command that produced it.
@@ -84,7 +93,7 @@ impl Study<'_> {
         let lr = |p: &Point| p.run.optimizer.hyper.lr;
         let init = |p: &Point| p.run.init_scale;
         let batch = |p: &Point| p.run.batch_size as f64;
-        let plots: [(&str, &str, &str, &[Point], &dyn Fn(&Point) -> f64); 3] = [
+        let plots: [Plot; 3] = [
             (
                 "lr.png",
                 "Test accuracy vs learning rate",
