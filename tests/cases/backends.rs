@@ -38,11 +38,25 @@ fn flex_matches_references_and_ndarray() {
 mod wgpu {
     use super::*;
     use burn::backend::Wgpu;
+    use burn::backend::wgpu::{CubeBackend, WgpuRuntime};
 
     #[test]
     fn wgpu_matches_references_and_ndarray() {
         assert_parity::<Wgpu>(&Default::default(), 1e-5);
         assert_same_trajectories::<NdArray, Wgpu>(&Default::default(), &Default::default(), 1e-5);
+    }
+
+    /// Fusion on, as `Wgpu` is with Burn's default features.
+    #[test]
+    fn wgpu_fused_step_matches_the_tensor_op_step() {
+        assert_fused_matches_tensor_ops::<Wgpu>(&Default::default(), 1e-6);
+    }
+
+    /// The CubeBackend without Fusion.
+    #[test]
+    fn wgpu_cube_backend_fused_step_matches_the_tensor_op_step() {
+        type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
+        assert_fused_matches_tensor_ops::<Cube>(&Default::default(), 1e-6);
     }
 }
 
@@ -55,5 +69,10 @@ mod cuda {
     fn cuda_matches_references_and_ndarray() {
         assert_parity::<Cuda>(&Default::default(), 1e-5);
         assert_same_trajectories::<NdArray, Cuda>(&Default::default(), &Default::default(), 1e-5);
+    }
+
+    #[test]
+    fn cuda_fused_step_matches_the_tensor_op_step() {
+        assert_fused_matches_tensor_ops::<Cuda>(&Default::default(), 1e-6);
     }
 }

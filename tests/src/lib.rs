@@ -111,13 +111,17 @@ pub fn replay_tensor<'a, B: Backend, const D: usize>(
 ) -> Vec<Vec<f64>> {
     let mut param = tensor::<B, D>(initial, shape, device);
     let mut state = None;
-    grads
-        .map(|grad| {
-            let grad = tensor::<B, D>(grad, shape, device);
-            (param, state) = optimizer.step(lr, param.clone(), grad, state.take());
-            values(&param)
-        })
-        .collect()
+    let mut trajectory = Vec::new();
+    for (step, grad) in grads.enumerate() {
+        let grad = tensor::<B, D>(grad, shape, device);
+        // Every other step the caller still holds the parameter, so that both the in-place
+        // update and the one into a new buffer are replayed.
+        let held = (step % 2 == 1).then(|| param.clone());
+        (param, state) = optimizer.step(lr, param, grad, state.take());
+        drop(held);
+        trajectory.push(values(&param));
+    }
+    trajectory
 }
 
 /// A tensor of backend `B` holding `values` in `shape`.
@@ -277,5 +281,92 @@ impl Xorshift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+}
+
+/// Kernel launches on CubeCL devices (WGPU, CUDA), counted from CubeCL's execution log.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+pub mod launches {
+    use std::path::PathBuf;
+    use std::time::Duration;
+
+    use burn::optim::SimpleOptimizer;
+    use burn::tensor::backend::Backend;
+    use burn::tensor::{Distribution, Tensor};
+    use burn_novograd::NovoGradConfig;
+    use cubecl::config::profiling::ProfilingLogLevel;
+    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
+
+    /// CubeCL's log of every kernel it launches, in a file of this process.
+    pub struct LaunchLog {
+        path: PathBuf,
+    }
+
+    impl LaunchLog {
+        /// Turns the log on. Call it before the process uses any CubeCL device; once per process.
+        pub fn start() -> Self {
+            let path =
+                std::env::temp_dir().join(format!("cubecl-launches-{}.log", std::process::id()));
+            let _ = std::fs::remove_file(&path);
+            let mut config = CubeClRuntimeConfig::default();
+            config.profiling.logger.level = ProfilingLogLevel::Minimal;
+            config.profiling.logger.file = Some(path.clone());
+            CubeClRuntimeConfig::set(config);
+            Self { path }
+        }
+
+        /// The launches logged so far, once the log has stopped growing (CubeCL writes it from
+        /// a thread of its own).
+        pub fn count(&self) -> usize {
+            let lines = || std::fs::read_to_string(&self.path).map_or(0, |log| log.lines().count());
+            let mut count = lines();
+            loop {
+                std::thread::sleep(Duration::from_millis(300));
+                match lines() {
+                    now if now == count => return count,
+                    now => count = now,
+                }
+            }
+        }
+    }
+
+    /// Kernel launches per tensor of one NovoGrad step of `tensors` parameter tensors of
+    /// `elements` each (after warm-up steps), by the fused step or the tensor-op step.
+    pub fn per_tensor<B: Backend>(
+        log: &LaunchLog,
+        device: &B::Device,
+        fused: bool,
+        tensors: usize,
+        elements: usize,
+    ) -> f64 {
+        let optimizer = NovoGradConfig::new()
+            .with_weight_decay(0.001)
+            .with_fused(fused)
+            .build();
+        let random = || Tensor::<B, 1>::random([elements], Distribution::Default, device);
+        let mut params: Vec<_> = (0..tensors).map(|_| (random(), None)).collect();
+        let mut step = |grads: Vec<Tensor<B, 1>>| {
+            params = std::mem::take(&mut params)
+                .into_iter()
+                .zip(grads)
+                .map(|((param, state), grad)| {
+                    let (param, state) = optimizer.step(0.01, param, grad, state);
+                    (param, state)
+                })
+                .collect();
+            B::sync(device).expect("the device runs");
+        };
+        let grads = || {
+            let grads: Vec<_> = (0..tensors).map(|_| random()).collect();
+            B::sync(device).expect("the device runs");
+            grads
+        };
+        for _ in 0..2 {
+            step(grads());
+        }
+        let grads = grads();
+        let before = log.count();
+        step(grads);
+        (log.count() - before) as f64 / tensors as f64
     }
 }

@@ -1,14 +1,17 @@
 //! The one seam for fast paths. [`NovoGrad`]'s tensor-op step is the executable specification;
-//! a backend whose tensors a fused step understands (today: burn-ndarray, cargo feature
-//! `ndarray`, on by default) takes this path instead, and every other backend keeps the
+//! a backend whose tensors a fused step understands takes this path instead: burn-ndarray
+//! (cargo feature `ndarray`, on by default) and Burn's CubeCL backends with or without Fusion,
+//! on WGPU (feature `wgpu`) and CUDA (feature `cuda`). Every other backend keeps the
 //! tensor-op step. The choice is a type check on the backend's tensor primitive, so no bound is
 //! added to `SimpleOptimizer<B>` and no Burn backend is lost. `NovoGradConfig::fused = false`
 //! forces the tensor-op path.
 //!
-//! A fused step computes the same per-tensor scalars as the tensor-op step ([`Scalars`]), from
-//! `‖g‖²` in one pass over `g`, then updates `w` and `m` in a second pass
-//! ([`NovoGrad::update_elements`]).
+//! A fused step computes the same per-tensor scalars as the tensor-op step, from `‖g‖²` in one
+//! pass over `g`, then updates `w` and `m` in a second pass: on the CPU with [`Scalars`] and
+//! [`NovoGrad::update_elements`], on a GPU with two kernels (`cube`).
 
+#[cfg(feature = "cube")]
+mod cube;
 #[cfg(feature = "ndarray")]
 mod ndarray;
 
@@ -16,8 +19,8 @@ use core::any::Any;
 use core::ops::{Add, Mul, Sub};
 
 use burn::optim::LearningRate;
-use burn::tensor::Tensor;
 use burn::tensor::backend::Backend;
+use burn::tensor::{Int, Tensor, TensorPrimitive};
 
 use crate::config::WeightDecayMode;
 use crate::optimizer::{NovoGrad, NovoGradState};
@@ -29,16 +32,19 @@ pub(crate) type Inputs<B, const D: usize> = (Tensor<B, D>, Tensor<B, D>, NovoGra
 pub(crate) fn step<B: Backend, const D: usize>(
     novograd: &NovoGrad,
     lr: LearningRate,
-    (param, grad, state): Inputs<B, D>,
+    inputs: Inputs<B, D>,
 ) -> Result<(Tensor<B, D>, NovoGradState<B, D>), Inputs<B, D>> {
+    let unfused = Err(inputs);
     #[cfg(feature = "ndarray")]
-    let (param, grad, state) = match ndarray::step(novograd, lr, (param, grad, state)) {
-        Ok(stepped) => return Ok(stepped),
-        Err(inputs) => inputs,
-    };
-    #[cfg(not(feature = "ndarray"))]
+    let unfused = unfused.or_else(|inputs| ndarray::step(novograd, lr, inputs));
+    #[cfg(feature = "wgpu")]
+    let unfused = unfused
+        .or_else(|inputs| cube::step::<cubecl::wgpu::WgpuRuntime, B, D>(novograd, lr, inputs));
+    #[cfg(feature = "cuda")]
+    let unfused = unfused
+        .or_else(|inputs| cube::step::<cubecl::cuda::CudaRuntime, B, D>(novograd, lr, inputs));
     let _ = (novograd, lr);
-    Err((param, grad, state))
+    unfused
 }
 
 /// `value` as type `To` if it is one (a type check, no copy), or `value` back.
@@ -48,6 +54,34 @@ fn downcast<From: 'static, To: 'static>(value: From) -> Result<To, From> {
         Some(to) => Ok(to.take().expect("the slot is full")),
         None => Err(slot.expect("the slot is full")),
     }
+}
+
+/// The primitive of a float tensor on a backend checked to use `P` for floats.
+fn into_float<P: 'static, B: Backend, const D: usize>(tensor: Tensor<B, D>) -> P {
+    match tensor.into_primitive() {
+        TensorPrimitive::Float(primitive) => checked(primitive),
+        TensorPrimitive::QFloat(_) => unreachable!("the dtypes were checked to be float"),
+    }
+}
+
+/// The primitive of an int tensor on a backend checked to use `P` for ints.
+fn into_int<P: 'static, B: Backend, const D: usize>(tensor: Tensor<B, D, Int>) -> P {
+    checked(tensor.into_primitive())
+}
+
+/// The float tensor of primitive `P`, on a backend checked to use `P` for floats.
+fn from_float<P: 'static, B: Backend, const D: usize>(primitive: P) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(checked(primitive)))
+}
+
+/// The int tensor of primitive `P`, on a backend checked to use `P` for ints.
+fn from_int<P: 'static, B: Backend, const D: usize>(primitive: P) -> Tensor<B, D, Int> {
+    Tensor::from_primitive(checked(primitive))
+}
+
+/// `value` as the type it was checked to be.
+fn checked<From: 'static, To: 'static>(value: From) -> To {
+    downcast(value).unwrap_or_else(|_| unreachable!("the type was checked"))
 }
 
 /// The per-tensor scalars of one applied step, in f64.

@@ -8,12 +8,12 @@ use core::any::TypeId;
 
 use burn::optim::LearningRate;
 use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Element, Int, Tensor, TensorPrimitive};
+use burn::tensor::{DType, Element, Int, Tensor};
 use burn_ndarray::NdArrayTensor;
 use ndarray::{ArcArray, IxDyn};
 use std::sync::OnceLock;
 
-use super::{Inputs, Real, Scalars, downcast};
+use super::{Inputs, Real, Scalars, from_float, into_float, into_int};
 use crate::optimizer::{NovoGrad, NovoGradState};
 
 /// Tensors smaller than this run on the calling thread; larger ones are split over the cores.
@@ -44,28 +44,29 @@ pub(super) fn step<B: Backend, const D: usize>(
         max_moment_2: max_moment_2.clone().map(first),
         step: count(step.clone()) + 1,
     };
-    let (param, moment_1, scalars) = match (array(param), array(grad), array(moment_1)) {
-        (NdArrayTensor::F32(w), NdArrayTensor::F32(g), NdArrayTensor::F32(m)) => {
-            let (w, g, m) = (w.into_owned(), g.into_owned(), m.into_owned());
-            let (w, m, scalars) = fused(novograd, lr, w, g, m, previous, f32::MAX.into());
-            (
-                NdArrayTensor::F32(w.into()),
-                NdArrayTensor::F32(m.into()),
-                scalars,
-            )
-        }
-        (NdArrayTensor::F64(w), NdArrayTensor::F64(g), NdArrayTensor::F64(m)) => {
-            let (w, g, m) = (w.into_owned(), g.into_owned(), m.into_owned());
-            let (w, m, scalars) = fused(novograd, lr, w, g, m, previous, f64::MAX);
-            (
-                NdArrayTensor::F64(w.into()),
-                NdArrayTensor::F64(m.into()),
-                scalars,
-            )
-        }
-        _ => unreachable!("the dtypes were checked above"),
-    };
-    let (param, moment_1) = (tensor(param), tensor(moment_1));
+    let (param, moment_1, scalars) =
+        match (into_float(param), into_float(grad), into_float(moment_1)) {
+            (NdArrayTensor::F32(w), NdArrayTensor::F32(g), NdArrayTensor::F32(m)) => {
+                let (w, g, m) = (w.into_owned(), g.into_owned(), m.into_owned());
+                let (w, m, scalars) = fused(novograd, lr, w, g, m, previous, f32::MAX.into());
+                (
+                    NdArrayTensor::F32(w.into()),
+                    NdArrayTensor::F32(m.into()),
+                    scalars,
+                )
+            }
+            (NdArrayTensor::F64(w), NdArrayTensor::F64(g), NdArrayTensor::F64(m)) => {
+                let (w, g, m) = (w.into_owned(), g.into_owned(), m.into_owned());
+                let (w, m, scalars) = fused(novograd, lr, w, g, m, previous, f64::MAX);
+                (
+                    NdArrayTensor::F64(w.into()),
+                    NdArrayTensor::F64(m.into()),
+                    scalars,
+                )
+            }
+            _ => unreachable!("the dtypes were checked above"),
+        };
+    let (param, moment_1) = (from_float(param), from_float(moment_1));
     let state = match scalars {
         Some(scalars) => NovoGradState {
             moment_1,
@@ -190,23 +191,9 @@ fn standard<T: Element>(array: Array<T>) -> Array<T> {
     }
 }
 
-/// The ndarray primitive of a float tensor whose backend was checked to be burn-ndarray.
-fn array<B: Backend, const D: usize>(tensor: Tensor<B, D>) -> NdArrayTensor {
-    match tensor.into_primitive() {
-        TensorPrimitive::Float(primitive) => checked(primitive),
-        TensorPrimitive::QFloat(_) => unreachable!("the dtypes were checked to be f32 or f64"),
-    }
-}
-
-/// The tensor of an ndarray primitive, on a backend checked to be burn-ndarray.
-fn tensor<B: Backend, const D: usize>(primitive: NdArrayTensor) -> Tensor<B, D> {
-    let primitive = checked(primitive);
-    Tensor::from_primitive(TensorPrimitive::Float(primitive))
-}
-
 /// The first element of a one-element f32 or f64 tensor.
 fn first<B: Backend>(scalar: Tensor<B, 1>) -> f64 {
-    match array(scalar) {
+    match into_float(scalar) {
         NdArrayTensor::F32(value) => value.view().iter().next().map_or(0.0, |&v| v.into()),
         NdArrayTensor::F64(value) => value.view().iter().next().copied().unwrap_or(0.0),
         _ => unreachable!("the second moment is f32 or f64"),
@@ -215,17 +202,12 @@ fn first<B: Backend>(scalar: Tensor<B, 1>) -> f64 {
 
 /// The value of the one-element step counter.
 fn count<B: Backend>(step: Tensor<B, 1, Int>) -> i64 {
-    let count = match checked(step.into_primitive()) {
+    let count = match into_int(step) {
         NdArrayTensor::I64(count) => count.view().iter().next().copied(),
         NdArrayTensor::I32(count) => count.view().iter().next().map(|&c| c.into()),
         _ => unreachable!("burn-ndarray's integers are i64 or i32"),
     };
     count.unwrap_or(0)
-}
-
-/// `value` as the type it was checked to be (burn-ndarray's tensor or the backend's primitive).
-fn checked<From: 'static, To: 'static>(value: From) -> To {
-    downcast(value).unwrap_or_else(|_| unreachable!("checked to be burn-ndarray"))
 }
 
 #[cfg(test)]
