@@ -42,6 +42,9 @@ struct Args {
     /// Skip the peers.
     #[arg(long)]
     no_peers: bool,
+    /// Skip the end-to-end training steps.
+    #[arg(long)]
+    no_e2e: bool,
     /// f32 elements per array of the bandwidth triad.
     #[arg(long, default_value_t = 1 << 25)]
     triad_len: usize,
@@ -113,10 +116,12 @@ fn main() {
         )
     };
 
-    let workloads = Workload::ALL
-        .iter()
-        .map(|&w| (w, args.e2e_batch.unwrap_or(w.default_batch())))
-        .collect::<Vec<_>>();
+    let workloads = match args.no_e2e {
+        true => Vec::new(),
+        false => (Workload::ALL.iter())
+            .map(|&w| (w, args.e2e_batch.unwrap_or(w.default_batch())))
+            .collect::<Vec<_>>(),
+    };
     let mut results = Vec::new();
     let mut not_measured = Vec::new();
     for backend in [

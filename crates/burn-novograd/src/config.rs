@@ -64,8 +64,9 @@ pub struct NovoGradConfig {
     #[config(default = false)]
     pub bias_correction: bool,
     /// Take the backend's fused step where there is one (burn-ndarray with this crate's
-    /// `ndarray` feature); `false` forces the tensor-op step on every backend. Both compute the
-    /// same equations.
+    /// `ndarray` feature; Burn's WGPU and CUDA backends, with or without Fusion, with its `wgpu`
+    /// and `cuda` features, for f32 parameters); `false` forces the tensor-op step on every
+    /// backend. Both compute the same equations.
     #[config(default = true)]
     pub fused: bool,
     /// [Gradient clipping](GradientClippingConfig), applied by [`init`](Self::init) before the step.

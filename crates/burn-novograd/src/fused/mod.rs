@@ -89,7 +89,7 @@ fn checked<From: 'static, To: 'static>(value: From) -> To {
 pub(crate) struct Scalars {
     /// `v_t`.
     pub moment_2: f64,
-    /// `max(v̂_{t−1}, v_t)` with amsgrad.
+    /// `max(v̂_{t−1}, v_t)` when the state keeps a running maximum (amsgrad).
     pub max_moment_2: Option<f64>,
     /// `1/(√(v̂_t/(1 − β2^t) + ε_root) + ε)`, clamped to the parameter dtype's largest value.
     pub inv_denom: f64,
@@ -142,7 +142,8 @@ impl NovoGrad {
         } else {
             beta_2 * moment_2_prev + (1.0 - beta_2) * grad_norm_sq
         };
-        let max_moment_2 = (self.amsgrad).then(|| max_moment_2_prev.unwrap_or(0.0).max(moment_2));
+        // Amsgrad follows the state, as in the tensor-op step: a maximum is kept if it has one.
+        let max_moment_2 = max_moment_2_prev.map(|max| max.max(moment_2));
         let correction = |beta: f32| match self.bias_correction {
             true => 1.0 - f64::from(beta).powf(step as f64),
             false => 1.0,

@@ -25,15 +25,16 @@ fn cube_sum(value: f32) -> f32 {
     shared[0]
 }
 
-/// `partials[c] = Σ g²` over the elements that cube `c` visits (a grid-stride loop).
+/// `partials[c] = Σ g²` over the elements that cube `c` visits (a grid-stride loop over
+/// vectors of `N` elements).
 #[cube(launch)]
-pub fn grad_norm_partials(grad: &Tensor<f32>, partials: &mut Tensor<f32>) {
+pub fn grad_norm_partials<N: Size>(grad: &Tensor<Vector<f32, N>>, partials: &mut Tensor<f32>) {
     let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
     let mut sum = f32::new(0.0);
     let mut index = ABSOLUTE_POS;
     while index < grad.len() {
         let g = grad[index];
-        sum += g * g;
+        sum += Vector::dot(g, g);
         index += stride;
     }
     let total = cube_sum(sum);
@@ -67,16 +68,16 @@ pub struct Hyper {
 /// skipped. The one-element outputs are separate buffers: other cubes still read the inputs.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
-pub fn update<I: Int>(
-    param: &Tensor<f32>,
-    moment_1: &Tensor<f32>,
-    grad: &Tensor<f32>,
+pub fn update<I: Int, N: Size>(
+    param: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<f32, N>>,
+    grad: &Tensor<Vector<f32, N>>,
     partials: &Tensor<f32>,
     moment_2: &Tensor<f32>,
     max_moment_2: &Tensor<f32>,
     step: &Tensor<I>,
-    param_out: &mut Tensor<f32>,
-    moment_1_out: &mut Tensor<f32>,
+    param_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<f32, N>>,
     moment_2_out: &mut Tensor<f32>,
     max_moment_2_out: &mut Tensor<f32>,
     step_out: &mut Tensor<I>,
@@ -116,6 +117,14 @@ pub fn update<I: Int>(
     let root = f32::sqrt(v_hat + hyper.epsilon_root) + hyper.epsilon;
     let inv_denom = f32::min(one / root, f32::new(f32::MAX));
 
+    // The scalars as vectors of N equal lanes.
+    let scale = Vector::new(inv_denom / correction_1);
+    let step_size = Vector::new(hyper.lr / correction_1);
+    let inv_denom = Vector::new(inv_denom);
+    let beta_1 = Vector::new(hyper.beta_1);
+    let input_scale = Vector::new(hyper.moment_input_scale);
+    let decay = Vector::new(hyper.weight_decay);
+    let lr = Vector::new(hyper.lr);
     let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
     let mut index = ABSOLUTE_POS;
     while index < param.len() {
@@ -123,14 +132,14 @@ pub fn update<I: Int>(
         let m = moment_1[index];
         let g = grad[index];
         let m_next = if decay_on_update {
-            hyper.beta_1 * m + hyper.moment_input_scale * g
+            beta_1 * m + input_scale * g
         } else {
-            hyper.beta_1 * m + hyper.moment_input_scale * (g * inv_denom + hyper.weight_decay * w)
+            beta_1 * m + input_scale * (g * inv_denom + decay * w)
         };
         let w_next = if decay_on_update {
-            w - hyper.lr * (m_next * (inv_denom / correction_1) + hyper.weight_decay * w)
+            w - lr * (m_next * scale + decay * w)
         } else {
-            w - (hyper.lr / correction_1) * m_next
+            w - step_size * m_next
         };
         param_out[index] = select(applied, w_next, w);
         moment_1_out[index] = select(applied, m_next, m);

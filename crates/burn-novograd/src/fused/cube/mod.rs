@@ -30,10 +30,16 @@ use crate::config::WeightDecayMode;
 use crate::optimizer::{NovoGrad, NovoGradState};
 use kernel::{CUBE_SIZE, HyperLaunch};
 
-/// Most cubes of the norm kernel: the update kernel's cubes each add this many partial sums.
-const MAX_PARTIALS: usize = 4 * CUBE_SIZE as usize;
+/// Most cubes of the norm kernel: every cube of the update kernel adds their partial sums, one
+/// per unit.
+const MAX_PARTIALS: usize = CUBE_SIZE as usize;
+/// Vectors per unit of the norm kernel before it uses more cubes.
+const NORM_VECTORS_PER_UNIT: usize = 8;
 /// Most cubes of the update kernel; its units loop over the rest of the tensor.
 const MAX_UPDATE_CUBES: usize = 4096;
+/// Vectors per unit of the update kernel before it uses more cubes: fewer cubes, fewer
+/// repeated sums of the partial sums.
+const UPDATE_VECTORS_PER_UNIT: usize = 4;
 
 /// The fused step when `B`'s tensors are CubeCL tensors of runtime `R` (directly or through
 /// Fusion) and the parameter is f32.
@@ -112,10 +118,20 @@ fn launch<R: CubeRuntime>(
     );
     let (client, device) = (param.client.clone(), param.device.clone());
     let len = param.meta.num_elements();
-    let cubes = |most: usize| len.div_ceil(CUBE_SIZE as usize).clamp(1, most) as u32;
+    // Elements per vector: the widest the device reads well that divides the tensor.
+    let vector_size = (client.io_optimized_vector_sizes(size_of::<f32>()))
+        .filter(|size| len % size == 0)
+        .max()
+        .unwrap_or(1);
+    let vectors = len / vector_size;
+    let cubes = |per_unit: usize, most: usize| {
+        vectors
+            .div_ceil(CUBE_SIZE as usize * per_unit)
+            .clamp(1, most) as u32
+    };
     let cube_dim = CubeDim::new_1d(CUBE_SIZE);
 
-    let partial_count = cubes(MAX_PARTIALS);
+    let partial_count = cubes(NORM_VECTORS_PER_UNIT, MAX_PARTIALS);
     let partials = empty_device_dtype(
         client.clone(),
         device.clone(),
@@ -126,6 +142,7 @@ fn launch<R: CubeRuntime>(
         &client,
         CubeCount::Static(partial_count, 1, 1),
         cube_dim,
+        vector_size,
         grad.clone().into_tensor_arg(),
         partials.clone().into_tensor_arg(),
     );
@@ -150,8 +167,9 @@ fn launch<R: CubeRuntime>(
         .unwrap_or_else(|| one(DType::F32));
     kernel::update::launch::<R>(
         &client,
-        CubeCount::Static(cubes(MAX_UPDATE_CUBES), 1, 1),
+        CubeCount::Static(cubes(UPDATE_VECTORS_PER_UNIT, MAX_UPDATE_CUBES), 1, 1),
         cube_dim,
+        vector_size,
         param.clone().into_tensor_arg(),
         moment_1.clone().into_tensor_arg(),
         grad.into_tensor_arg(),
