@@ -40,6 +40,12 @@
 //! and state are left bit-for-bit as they were); an all-zero gradient is a no-op apart from
 //! momentum and weight decay; the squared norm is accumulated in at least f32, so half-precision
 //! parameters do not overflow it. None of these checks reads a value back to the host.
+//!
+//! Fused steps (see [`NovoGradConfig::fused`]): on burn-ndarray (crate feature `ndarray`, on by
+//! default) two passes over the data, split over the cores; on Burn's WGPU and CUDA backends
+//! (crate features `wgpu`, `cuda`; with or without Fusion; f32 parameters) two CubeCL kernel
+//! launches per tensor. Every other backend, and `fused = false`, runs the step as Burn tensor
+//! ops, which are the fused steps' specification.
 
 #![warn(missing_docs)]
 
