@@ -13,7 +13,9 @@ use burn_ndarray::NdArrayTensor;
 use ndarray::{ArcArray, IxDyn};
 use std::sync::OnceLock;
 
-use super::{Inputs, Real, Scalars, from_float, into_float, into_int};
+use super::Inputs;
+use super::cpu::{Real, Scalars};
+use super::primitive::{from_float, into_float, into_int};
 use crate::optimizer::{NovoGrad, NovoGradState};
 
 /// Tensors smaller than this run on the calling thread; larger ones are split over the cores.

@@ -25,7 +25,8 @@ use burn_fusion::{FusionRuntime, FusionTensor};
 use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
 use cubecl::prelude::*;
 
-use super::{Inputs, from_float, from_int, into_float, into_int};
+use super::Inputs;
+use super::primitive::{from_float, from_int, into_float, into_int};
 use crate::config::WeightDecayMode;
 use crate::optimizer::{NovoGrad, NovoGradState};
 use kernel::{CUBE_SIZE, HyperLaunch};
