@@ -1,12 +1,10 @@
 use core::fmt;
 
 use burn::config::Config;
-use burn::module::AutodiffModule;
-use burn::optim::adaptor::OptimizerAdaptor;
-use burn::tensor::backend::AutodiffBackend;
+use burn::grad_clipping::GradientClippingConfig;
+use burn::optim::ModuleOptimizer;
 
 use crate::optimizer::NovoGrad;
-use burn::grad_clipping::GradientClippingConfig;
 
 /// Where the weight decay `d·w` enters the step.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -63,10 +61,10 @@ pub struct NovoGradConfig {
     /// Apex-style bias correction: divide `v` by `1 − β2^t` and `m` by `1 − β1^t`.
     #[config(default = false)]
     pub bias_correction: bool,
-    /// Take the backend's fused step where there is one (burn-ndarray with this crate's
-    /// `ndarray` feature; Burn's WGPU and CUDA backends, with or without Fusion, with its `wgpu`
-    /// and `cuda` features, for f32 parameters); `false` forces the tensor-op step on every
-    /// backend. Both compute the same equations.
+    /// Take the backend's fused step where there is one (Flex, f32 and f64, with this crate's
+    /// `flex` feature; Burn's WGPU and CUDA backends, with or without Fusion, f32, with its
+    /// `wgpu` and `cuda` features); `false` forces the tensor-op step on every backend. Both
+    /// compute the same equations; [`NovoGrad::fused_path`] says which step a device gets.
     #[config(default = true)]
     pub fused: bool,
     /// [Gradient clipping](GradientClippingConfig), applied by [`init`](Self::init) before the step.
@@ -164,26 +162,23 @@ impl NovoGradConfig {
         self.try_build().unwrap_or_else(|error| panic!("{error}"))
     }
 
-    /// The optimizer for a module `M`, ready for Burn's `Learner` or a hand-written loop, with
-    /// the configured gradient clipping; or says which field is invalid.
-    pub fn try_init<B: AutodiffBackend, M: AutodiffModule<B>>(
-        &self,
-    ) -> Result<OptimizerAdaptor<NovoGrad, M, B>, NovoGradConfigError> {
-        let mut optimizer = OptimizerAdaptor::from(self.try_build()?);
+    /// The optimizer for a whole module, ready for Burn's `Learner` or a hand-written loop, with
+    /// the configured gradient clipping; or says which field is invalid. Parameter groups are
+    /// added with [`ModuleOptimizer::with_group`], which takes a [`build`](Self::build) optimizer.
+    pub fn try_init(&self) -> Result<ModuleOptimizer, NovoGradConfigError> {
+        let mut optimizer = ModuleOptimizer::from(self.try_build()?);
         if let Some(clipping) = &self.grad_clipping {
             optimizer = optimizer.with_grad_clipping(clipping.init());
         }
         Ok(optimizer)
     }
 
-    /// The optimizer for a module `M`, ready for Burn's `Learner` or a hand-written loop.
+    /// The optimizer for a whole module, ready for Burn's `Learner` or a hand-written loop.
     ///
     /// # Panics
     ///
     /// If the config is invalid, with the message of [`NovoGradConfigError`].
-    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(
-        &self,
-    ) -> OptimizerAdaptor<NovoGrad, M, B> {
+    pub fn init(&self) -> ModuleOptimizer {
         self.try_init().unwrap_or_else(|error| panic!("{error}"))
     }
 }
@@ -191,8 +186,6 @@ impl NovoGradConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::{Autodiff, NdArray};
-    use burn::nn::Linear;
 
     fn invalid() -> Vec<(NovoGradConfig, &'static str)> {
         let config = NovoGradConfig::new;
@@ -240,7 +233,7 @@ mod tests {
             // Compared as messages: a NaN value is not equal to itself.
             let built = config.try_build().map(|_| ()).map_err(|e| e.to_string());
             assert_eq!(built, Err(message.clone()));
-            let init = config.try_init::<Autodiff<NdArray>, Linear<Autodiff<NdArray>>>();
+            let init = config.try_init();
             assert_eq!(init.map(|_| ()).map_err(|e| e.to_string()), Err(message));
         }
         let error = NovoGradConfig::new()
@@ -262,8 +255,6 @@ mod tests {
     #[test]
     #[should_panic(expected = "invalid NovoGrad config: weight_decay = -1")]
     fn init_panics_with_the_error() {
-        NovoGradConfig::new()
-            .with_weight_decay(-1.0)
-            .init::<Autodiff<NdArray>, Linear<Autodiff<NdArray>>>();
+        NovoGradConfig::new().with_weight_decay(-1.0).init();
     }
 }

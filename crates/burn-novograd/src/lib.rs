@@ -17,41 +17,52 @@
 //! [`NovoGradConfig`]; [`NovoGrad`] gives the full equations.
 //!
 //! ```
-//! use burn::backend::{Autodiff, NdArray};
 //! use burn::nn::{Linear, LinearConfig};
-//! use burn::optim::{GradientsParams, Optimizer};
-//! use burn::tensor::Tensor;
+//! use burn::optim::GradientsParams;
+//! use burn::tensor::{Device, Tensor};
 //! use burn_novograd::NovoGradConfig;
 //!
-//! type B = Autodiff<NdArray>;
-//! let device = Default::default();
-//! let mut model: Linear<B> = LinearConfig::new(4, 2).init(&device);
+//! let device = Device::flex().autodiff();
+//! let mut model: Linear = LinearConfig::new(4, 2).init(&device);
 //! let mut optimizer = NovoGradConfig::new().with_weight_decay(1e-3).init();
 //!
-//! let x = Tensor::<B, 2>::ones([8, 4], &device);
+//! let x = Tensor::<2>::ones([8, 4], &device);
 //! let loss = model.forward(x).powi_scalar(2).mean();
 //! let grads = GradientsParams::from_grads(loss.backward(), &model);
 //! model = optimizer.step(1e-2, model, grads);
 //! ```
 //!
-//! With Burn's `Learner`, pass `NovoGradConfig::new().init()` as the optimizer.
+//! With Burn's `Learner`, pass `NovoGradConfig::new().init()` as the optimizer; for parameter
+//! groups, `ModuleOptimizer::with_group` takes `NovoGradConfig::build()`.
 //!
-//! Robustness: a gradient tensor containing NaN or ±Inf skips that tensor's step (its parameter
-//! and state are left bit-for-bit as they were); an all-zero gradient is a no-op apart from
-//! momentum and weight decay; the squared norm is accumulated in at least f32, so half-precision
-//! parameters do not overflow it. None of these checks reads a value back to the host.
+//! Robustness: a gradient tensor containing NaN or ±Inf, or whose `‖g‖²` overflows the second
+//! moment's dtype, skips that tensor's step (its parameter and state are left bit-for-bit as
+//! they were); an all-zero gradient is a no-op apart from momentum and weight decay; the
+//! squared norm is accumulated in at least f32, so half-precision parameters do not overflow
+//! it. None of these checks reads a value back to the host.
 //!
-//! Fused steps (see [`NovoGradConfig::fused`]): on burn-ndarray (crate feature `ndarray`, on by
-//! default) two passes over the data, split over the cores; on Burn's WGPU and CUDA backends
-//! (crate features `wgpu`, `cuda`; with or without Fusion; f32 parameters) two CubeCL kernel
-//! launches per tensor. Every other backend, and `fused = false`, runs the step as Burn tensor
-//! ops, which are the fused steps' specification.
+//! Fused steps (see [`NovoGradConfig::fused`] and [`NovoGrad::fused_path`]): on Burn's Flex CPU
+//! backend (crate feature `flex`, on by default; f32 and f64) two passes over the data, split
+//! over the cores; on Burn's CubeCL backend for WGPU and CUDA (crate features `wgpu`, `cuda`;
+//! with or without Fusion; f32 parameters) two kernel launches per tensor. Every other backend
+//! and dtype, and `fused = false`, runs the step as Burn tensor ops, which are the fused steps'
+//! specification.
 
 #![warn(missing_docs)]
 
 mod config;
 mod fused;
+mod hyper;
 mod optimizer;
+mod state;
+
+// burn-derive 0.22.1's `RecordState` derive names `crate::RecordState`, `crate::StateSink`,
+// `crate::StateSource`, `crate::join_path` and `crate::join_index`, as if it ran inside
+// burn-optim: outside it the derive compiles only with these in scope at the crate root. Our
+// state has no `Vec` or scalar fields, so the last two go unused today.
+#[allow(unused_imports)]
+use burn::optim::{RecordState, StateSink, StateSource, join_index, join_path};
 
 pub use config::{NovoGradConfig, NovoGradConfigError, WeightDecayMode};
-pub use optimizer::{NovoGrad, NovoGradState};
+pub use optimizer::NovoGrad;
+pub use state::NovoGradState;

@@ -1,10 +1,10 @@
-use burn::optim::{LearningRate, SimpleOptimizer};
-use burn::record::Record;
-use burn::tensor::backend::Backend;
-use burn::tensor::{DType, FloatDType, Int, Tensor, ops::Device};
+use burn::optim::{LearningRate, Optimizer};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
 
 use crate::config::{NovoGradConfig, WeightDecayMode};
 use crate::fused;
+use crate::hyper::Hyper;
+use crate::state::NovoGradState;
 
 /// NovoGrad: SGD with momentum, normalised per tensor by a running average of the squared
 /// gradient norm ([Ginsburg et al. 2019](https://arxiv.org/abs/1905.11286)).
@@ -19,65 +19,39 @@ use crate::fused;
 /// ```
 ///
 /// [`WeightDecayMode::OnUpdate`] and `bias_correction` give NVIDIA Apex's variants (see
-/// [`NovoGradConfig`]). A gradient containing NaN or ±Inf skips the step for that tensor: its
-/// parameter and state are returned unchanged, decided on the device without a host sync.
+/// [`NovoGradConfig`]). A gradient containing NaN or ±Inf, or whose `‖g‖²` overflows the
+/// second moment's dtype, skips the step for that tensor: its parameter and state are returned
+/// unchanged, decided on the device without a host sync.
 ///
 /// Built by [`NovoGradConfig::build`]; for a whole module use [`NovoGradConfig::init`].
 #[derive(Clone, Debug)]
 pub struct NovoGrad {
-    pub(crate) beta_1: f32,
-    pub(crate) beta_2: f32,
-    pub(crate) epsilon: f32,
-    pub(crate) epsilon_root: f32,
-    pub(crate) weight_decay: f32,
-    pub(crate) weight_decay_mode: WeightDecayMode,
-    pub(crate) moment_input_scale: f32,
-    pub(crate) amsgrad: bool,
-    pub(crate) bias_correction: bool,
+    hyper: Hyper,
+    amsgrad: bool,
     fused: bool,
-}
-
-/// The state NovoGrad keeps for one parameter tensor: one tensor shaped like the parameter and
-/// one-element tensors, all on the parameter's device.
-#[derive(Record, Clone)]
-pub struct NovoGradState<B: Backend, const D: usize> {
-    /// First moment `m`, shaped like the parameter.
-    pub moment_1: Tensor<B, D>,
-    /// Second moment `v`, the running average of `‖g‖²`: one element, in at least f32.
-    pub moment_2: Tensor<B, 1>,
-    /// Running maximum of `v`, kept with amsgrad only.
-    pub max_moment_2: Option<Tensor<B, 1>>,
-    /// Number of steps applied so far (skipped steps not counted): one element.
-    pub step: Tensor<B, 1, Int>,
 }
 
 impl NovoGrad {
     pub(crate) fn new(config: &NovoGradConfig) -> Self {
         Self {
-            beta_1: config.beta_1,
-            beta_2: config.beta_2,
-            epsilon: config.epsilon,
-            epsilon_root: config.epsilon_root,
-            weight_decay: config.weight_decay,
-            weight_decay_mode: config.weight_decay_mode,
-            moment_input_scale: if config.grad_averaging {
-                1.0 - config.beta_1
-            } else {
-                1.0
-            },
+            hyper: Hyper::new(config),
             amsgrad: config.amsgrad,
-            bias_correction: config.bias_correction,
             fused: config.fused,
         }
     }
 
+    /// The fused step that parameters on `device` take (`"flex"`, `"cubecl-wgpu"`,
+    /// `"cubecl-cuda"`, each with `"+fusion"` where Fusion wraps it), or `None` where they take
+    /// the tensor-op step: another backend, a crate feature left out, or `fused = false`.
+    /// Fused steps cover f32 parameters (and f64 on Flex); others take the tensor-op step.
+    pub fn fused_path(&self, device: &Device) -> Option<&'static str> {
+        self.fused.then(|| fused::path(device)).flatten()
+    }
+
     /// The state before the first step: zero moments, step 0.
-    pub(crate) fn initial_state<B: Backend, const D: usize>(
-        &self,
-        param: &Tensor<B, D>,
-    ) -> NovoGradState<B, D> {
+    pub(crate) fn initial_state<const D: usize>(&self, param: &Tensor<D>) -> NovoGradState<D> {
         let device = param.device();
-        let scalar = || Tensor::<B, 1>::zeros([1], &device).cast(moment_2_dtype(param.dtype()));
+        let scalar = || Tensor::<1>::zeros([1], (&device, moment_2_dtype(param.dtype()).into()));
         NovoGradState {
             moment_1: param.zeros_like(),
             moment_2: scalar(),
@@ -87,8 +61,8 @@ impl NovoGrad {
     }
 
     /// `1 − β^t`, the bias correction at step `t`, or 1 without bias correction.
-    fn bias_correction<B: Backend>(&self, beta: f32, step: &Tensor<B, 1>) -> Tensor<B, 1> {
-        if self.bias_correction {
+    fn bias_correction(&self, beta: f32, step: &Tensor<1>) -> Tensor<1> {
+        if self.hyper.bias_correction {
             let beta = step.ones_like().mul_scalar(beta);
             beta.powf(step.clone()).neg().add_scalar(1.0)
         } else {
@@ -97,41 +71,37 @@ impl NovoGrad {
     }
 
     /// `x + d·w`, or `x` without weight decay.
-    fn add_weight_decay<B: Backend, const D: usize>(
-        &self,
-        x: Tensor<B, D>,
-        param: &Tensor<B, D>,
-    ) -> Tensor<B, D> {
-        match self.weight_decay {
+    fn add_weight_decay<const D: usize>(&self, x: Tensor<D>, param: &Tensor<D>) -> Tensor<D> {
+        match self.hyper.weight_decay {
             0.0 => x,
             decay => x + param.clone().mul_scalar(decay),
         }
     }
 }
 
-impl<B: Backend> SimpleOptimizer<B> for NovoGrad {
-    type State<const D: usize> = NovoGradState<B, D>;
+impl Optimizer for NovoGrad {
+    type State<const D: usize> = NovoGradState<D>;
 
     /// The backend's fused step where there is one (see [`NovoGradConfig::fused`]), else the
     /// tensor-op step.
     fn step<const D: usize>(
         &self,
         lr: LearningRate,
-        param: Tensor<B, D>,
-        grad: Tensor<B, D>,
+        param: Tensor<D>,
+        grad: Tensor<D>,
         state: Option<Self::State<D>>,
-    ) -> (Tensor<B, D>, Option<Self::State<D>>) {
+    ) -> (Tensor<D>, Option<Self::State<D>>) {
         let state = state.unwrap_or_else(|| self.initial_state(&param));
         let inputs = (param, grad, state);
         let (param, state) = match self.fused {
-            true => fused::step(self, lr, inputs)
+            true => fused::step(&self.hyper, lr, inputs)
                 .unwrap_or_else(|inputs| self.tensor_op_step(lr, inputs)),
             false => self.tensor_op_step(lr, inputs),
         };
         (param, Some(state))
     }
 
-    fn to_device<const D: usize>(state: Self::State<D>, device: &Device<B>) -> Self::State<D> {
+    fn to_device<const D: usize>(state: Self::State<D>, device: &Device) -> Self::State<D> {
         NovoGradState {
             moment_1: state.moment_1.to_device(device),
             moment_2: state.moment_2.to_device(device),
@@ -144,16 +114,25 @@ impl<B: Backend> SimpleOptimizer<B> for NovoGrad {
 impl NovoGrad {
     /// The step in Burn tensor ops, on any backend: the executable specification of every
     /// fused step.
-    fn tensor_op_step<B: Backend, const D: usize>(
+    fn tensor_op_step<const D: usize>(
         &self,
         lr: LearningRate,
-        (param, grad, state): fused::Inputs<B, D>,
-    ) -> (Tensor<B, D>, NovoGradState<B, D>) {
+        (param, grad, state): fused::Inputs<D>,
+    ) -> (Tensor<D>, NovoGradState<D>) {
+        let Hyper {
+            beta_1,
+            beta_2,
+            epsilon,
+            epsilon_root,
+            moment_input_scale,
+            ..
+        } = self.hyper;
         let dtype = param.dtype();
         let moment_dtype = moment_2_dtype(dtype);
-        let as_param = |scalar: Tensor<B, 1>| broadcastable::<B, D>(scalar, dtype);
+        let as_param = |scalar: Tensor<1>| scalar.cast(dtype).reshape([1; D]);
 
-        // ‖g‖², and whether this step is applied: a NaN or ±Inf anywhere in g makes it non-finite.
+        // ‖g‖², and whether this step is applied: a NaN or ±Inf anywhere in g, or a sum that
+        // overflows the moment's dtype, makes it non-finite.
         let grad_norm_sq = grad.clone().cast(moment_dtype).square().sum();
         let applied = grad_norm_sq.clone().is_finite();
         let first = state.step.clone().equal_elem(0);
@@ -162,36 +141,33 @@ impl NovoGrad {
 
         // v_t = β2·v_{t−1} + (1 − β2)·‖g_t‖², v_1 = ‖g_1‖²; v̂_t = v_t or max(v̂_{t−1}, v_t).
         let moment_2_prev = state.moment_2.clone().cast(moment_dtype);
-        let moment_2 = (moment_2_prev.clone().mul_scalar(self.beta_2)
-            + grad_norm_sq.clone().mul_scalar(1.0 - self.beta_2))
+        let moment_2 = (moment_2_prev.clone().mul_scalar(beta_2)
+            + grad_norm_sq.clone().mul_scalar(1.0 - beta_2))
         .mask_where(first, grad_norm_sq);
         let max_moment_2 = (state.max_moment_2.clone())
             .map(|max| max.cast(moment_dtype).max_pair(moment_2.clone()));
         let v_hat = max_moment_2.clone().unwrap_or_else(|| moment_2.clone());
-        let v_hat = v_hat / self.bias_correction(self.beta_2, &step_float);
+        let v_hat = v_hat / self.bias_correction(beta_2, &step_float);
         // 1/(√(v̂ + ε_root) + ε), clamped so that half-precision parameters never see Inf.
-        let inv_denom = v_hat
-            .add_scalar(self.epsilon_root)
-            .sqrt()
-            .add_scalar(self.epsilon)
-            .recip();
+        let inv_denom = v_hat.add_scalar(epsilon_root).sqrt().add_scalar(epsilon).recip();
         let inv_denom = inv_denom.clamp_max(dtype.finfo().map_or(f64::MAX, |info| info.max));
-        let correction_1 = self.bias_correction(self.beta_1, &step_float);
+        let correction_1 = self.bias_correction(beta_1, &step_float);
 
-        let moment_1_prev = state.moment_1.clone();
-        let (moment_1, update) = match self.weight_decay_mode {
+        // A state loaded from a record comes in the device's default dtype: back to w's.
+        let moment_1_prev = state.moment_1.cast(dtype);
+        let (moment_1, update) = match self.hyper.weight_decay_mode {
             // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); update = λ·m_t/(1 − β1^t)
             WeightDecayMode::InMoment => {
                 let normalised = self.add_weight_decay(grad * as_param(inv_denom), &param);
-                let moment_1 = moment_1_prev.clone().mul_scalar(self.beta_1)
-                    + normalised.mul_scalar(self.moment_input_scale);
+                let moment_1 = moment_1_prev.clone().mul_scalar(beta_1)
+                    + normalised.mul_scalar(moment_input_scale);
                 let update = moment_1.clone() * as_param(correction_1.recip().mul_scalar(lr));
                 (moment_1, update)
             }
             // m_t = β1·m_{t−1} + a·g_t; update = λ·(m_t/((1 − β1^t)·(√v̂_t + ε)) + d·w_t)
             WeightDecayMode::OnUpdate => {
-                let moment_1 = moment_1_prev.clone().mul_scalar(self.beta_1)
-                    + grad.mul_scalar(self.moment_input_scale);
+                let moment_1 =
+                    moment_1_prev.clone().mul_scalar(beta_1) + grad.mul_scalar(moment_input_scale);
                 let normalised = moment_1.clone() * as_param(inv_denom / correction_1);
                 let update = self.add_weight_decay(normalised, &param).mul_scalar(lr);
                 (moment_1, update)
@@ -214,36 +190,29 @@ impl NovoGrad {
 
 /// The second moment's dtype: f64 for f64 parameters, else f32, since `‖g‖²` overflows f16 as
 /// soon as `‖g‖ > 256`.
-fn moment_2_dtype(dtype: DType) -> FloatDType {
+pub(crate) fn moment_2_dtype(dtype: DType) -> FloatDType {
     match dtype {
         DType::F64 => FloatDType::F64,
         _ => FloatDType::F32,
     }
 }
 
-/// A one-element tensor cast to the parameter's dtype and shaped to broadcast against it.
-fn broadcastable<B: Backend, const D: usize>(scalar: Tensor<B, 1>, dtype: DType) -> Tensor<B, D> {
-    scalar.cast(dtype).reshape([1; D])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::backend::NdArray;
     use burn::tensor::TensorData;
 
-    type B = NdArray;
     const LR: f64 = 0.1;
     const W: [f32; 2] = [1.0, -2.0];
     /// ‖g_1‖ = 5, ‖g_2‖ = 10.
     const G1: [f32; 2] = [3.0, 4.0];
     const G2: [f32; 2] = [6.0, 8.0];
 
-    fn tensor(values: [f32; 2]) -> Tensor<B, 1> {
-        Tensor::from_data(values, &Default::default())
+    fn tensor(values: [f32; 2]) -> Tensor<1> {
+        Tensor::from_data(values, &Device::flex())
     }
 
-    fn values(tensor: &Tensor<B, 1>) -> Vec<f64> {
+    fn values(tensor: &Tensor<1>) -> Vec<f64> {
         tensor.to_data().iter::<f64>().collect()
     }
 
@@ -399,7 +368,7 @@ mod tests {
     #[test]
     fn state_is_a_moment_shaped_like_the_parameter_and_scalars() {
         let optimizer = NovoGradConfig::new().with_amsgrad(true).build();
-        let param = Tensor::<B, 2>::ones([3, 5], &Default::default());
+        let param = Tensor::<2>::ones([3, 5], &Device::flex());
         let (_, state) = optimizer.step(LR, param.clone(), param.clone(), None);
         let state = state.expect("a state after the first step");
         assert_eq!(state.moment_1.dims(), [3, 5]);
@@ -411,7 +380,7 @@ mod tests {
                 .dims(),
             [1]
         );
-        assert_eq!(state.step.into_data(), TensorData::from([1i64]));
+        assert_eq!(state.step.into_data().iter::<i64>().collect::<Vec<_>>(), [1]);
     }
 
     #[test]
@@ -438,7 +407,7 @@ mod tests {
     }
 
     /// Bit patterns of every tensor in a state, for exact comparisons.
-    fn state_bits(state: &NovoGradState<B, 1>) -> Vec<String> {
+    fn state_bits(state: &NovoGradState<1>) -> Vec<String> {
         let mut tensors = vec![
             format!(
                 "{:?}",

@@ -1,12 +1,17 @@
-//! The maths of a fused step on the CPU: the per-tensor scalars from `‖g‖²`, and the element
-//! loop that updates `w` and `m` in place.
+//! The maths of a fused step on the CPU: `‖g‖²` in one pass over `g`, the per-tensor scalars
+//! from it, and the element loop that updates `w` and `m` in place, each pass split over the
+//! cores when the tensor is large.
 
 use core::ops::{Add, Mul, Sub};
+use std::sync::OnceLock;
 
 use burn::optim::LearningRate;
 
 use crate::config::WeightDecayMode;
-use crate::optimizer::NovoGrad;
+use crate::hyper::Hyper;
+
+/// Tensors smaller than this run on the calling thread; larger ones are split over the cores.
+pub(crate) const PARALLEL_MIN: usize = 1 << 18;
 
 /// The per-tensor scalars of one applied step, in f64.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -21,10 +26,24 @@ pub(crate) struct Scalars {
     pub correction_1: f64,
 }
 
-/// A float element a fused step computes in: `f32` or `f64`, like the parameter.
+/// What a step reads of the state besides `m`.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Previous {
+    /// `v_{t−1}`.
+    pub moment_2: f64,
+    /// The running maximum of `v`, when the state keeps one.
+    pub max_moment_2: Option<f64>,
+    /// The step being taken, counted from 1.
+    pub step: i64,
+}
+
+/// A float element a fused step computes in: `f32` or `f64`, like the parameter and its
+/// second moment.
 pub(crate) trait Real:
     Copy + Send + Sync + Add<Output = Self> + Sub<Output = Self> + Mul<Output = Self>
 {
+    /// The largest finite value.
+    const MAX: f64;
     /// `value` rounded to this type.
     fn of(value: f64) -> Self;
     /// This value in f64.
@@ -32,6 +51,7 @@ pub(crate) trait Real:
 }
 
 impl Real for f32 {
+    const MAX: f64 = f32::MAX as f64;
     fn of(value: f64) -> Self {
         value as f32
     }
@@ -41,6 +61,7 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    const MAX: f64 = f64::MAX;
     fn of(value: f64) -> Self {
         value
     }
@@ -49,72 +70,142 @@ impl Real for f64 {
     }
 }
 
-impl NovoGrad {
-    /// The scalars of step `t` (`step`, counted from 1) from `‖g_t‖²` and the previous `v`
-    /// and running maximum: the same equations as the tensor-op step.
-    pub(crate) fn scalars(
-        &self,
-        grad_norm_sq: f64,
-        moment_2_prev: f64,
-        max_moment_2_prev: Option<f64>,
-        step: i64,
-        dtype_max: f64,
-    ) -> Scalars {
-        let beta_2 = f64::from(self.beta_2);
-        let moment_2 = if step == 1 {
-            grad_norm_sq
-        } else {
-            beta_2 * moment_2_prev + (1.0 - beta_2) * grad_norm_sq
-        };
-        // Amsgrad follows the state, as in the tensor-op step: a maximum is kept if it has one.
-        let max_moment_2 = max_moment_2_prev.map(|max| max.max(moment_2));
-        let correction = |beta: f32| match self.bias_correction {
-            true => 1.0 - f64::from(beta).powf(step as f64),
-            false => 1.0,
-        };
-        let v_hat = max_moment_2.unwrap_or(moment_2) / correction(self.beta_2);
-        let inv_denom =
-            1.0 / ((v_hat + f64::from(self.epsilon_root)).sqrt() + f64::from(self.epsilon));
-        Scalars {
-            moment_2,
-            max_moment_2,
-            inv_denom: inv_denom.min(dtype_max),
-            correction_1: correction(self.beta_1),
-        }
+/// Both passes over one contiguous tensor, `w` and `m` in place. `None` (and nothing touched)
+/// when `‖g‖²`, rounded to `T` as the second moment is, is not finite: a NaN or ±Inf in `g`, or
+/// a sum past `T`'s range.
+pub(crate) fn fused_step<T: Real>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    param: &mut [T],
+    moment_1: &mut [T],
+    grad: &[T],
+    previous: Previous,
+) -> Option<Scalars> {
+    let grad_norm_sq = T::of(sum_squares(grad)).wide();
+    if !grad_norm_sq.is_finite() {
+        return None;
     }
+    let scalars = scalars(hyper, grad_norm_sq, previous, T::MAX);
+    let part = part(param.len());
+    let parts = (param.chunks_mut(part))
+        .zip(moment_1.chunks_mut(part))
+        .zip(grad.chunks(part));
+    on_threads(parts.collect(), |((w, m), g)| {
+        update_elements(hyper, lr, &scalars, w, m, g)
+    });
+    Some(scalars)
+}
 
-    /// The second pass: `m` and `w` of a slice of the tensor, in place.
-    pub(crate) fn update_elements<T: Real>(
-        &self,
-        lr: LearningRate,
-        scalars: &Scalars,
-        param: &mut [T],
-        moment_1: &mut [T],
-        grad: &[T],
-    ) {
-        let beta_1 = T::of(self.beta_1.into());
-        let input_scale = T::of(self.moment_input_scale.into());
-        let decay = T::of(self.weight_decay.into());
-        let elements = param.iter_mut().zip(moment_1.iter_mut()).zip(grad);
-        match self.weight_decay_mode {
-            // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); w_{t+1} = w_t − λ/(1 − β1^t)·m_t
-            WeightDecayMode::InMoment => {
-                let inv_denom = T::of(scalars.inv_denom);
-                let step_size = T::of(lr / scalars.correction_1);
-                for ((w, m), &g) in elements {
-                    *m = beta_1 * *m + input_scale * (g * inv_denom + decay * *w);
-                    *w = *w - step_size * *m;
-                }
+/// The scalars of step `t` from `‖g_t‖²` and the previous `v` and running maximum: the same
+/// equations as the tensor-op step.
+pub(crate) fn scalars(
+    hyper: &Hyper,
+    grad_norm_sq: f64,
+    previous: Previous,
+    dtype_max: f64,
+) -> Scalars {
+    let beta_2 = f64::from(hyper.beta_2);
+    let moment_2 = match previous.step {
+        1 => grad_norm_sq,
+        _ => beta_2 * previous.moment_2 + (1.0 - beta_2) * grad_norm_sq,
+    };
+    // Amsgrad follows the state, as in the tensor-op step: a maximum is kept if it has one.
+    let max_moment_2 = previous.max_moment_2.map(|max| max.max(moment_2));
+    let correction = |beta: f32| match hyper.bias_correction {
+        true => 1.0 - f64::from(beta).powf(previous.step as f64),
+        false => 1.0,
+    };
+    let v_hat = max_moment_2.unwrap_or(moment_2) / correction(hyper.beta_2);
+    let inv_denom =
+        1.0 / ((v_hat + f64::from(hyper.epsilon_root)).sqrt() + f64::from(hyper.epsilon));
+    Scalars {
+        moment_2,
+        max_moment_2,
+        inv_denom: inv_denom.min(dtype_max),
+        correction_1: correction(hyper.beta_1),
+    }
+}
+
+/// The second pass: `m` and `w` of a slice of the tensor, in place.
+fn update_elements<T: Real>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    scalars: &Scalars,
+    param: &mut [T],
+    moment_1: &mut [T],
+    grad: &[T],
+) {
+    let beta_1 = T::of(hyper.beta_1.into());
+    let input_scale = T::of(hyper.moment_input_scale.into());
+    let decay = T::of(hyper.weight_decay.into());
+    let elements = param.iter_mut().zip(moment_1.iter_mut()).zip(grad);
+    match hyper.weight_decay_mode {
+        // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); w_{t+1} = w_t − λ/(1 − β1^t)·m_t
+        WeightDecayMode::InMoment => {
+            let inv_denom = T::of(scalars.inv_denom);
+            let step_size = T::of(lr / scalars.correction_1);
+            for ((w, m), &g) in elements {
+                *m = beta_1 * *m + input_scale * (g * inv_denom + decay * *w);
+                *w = *w - step_size * *m;
             }
-            // m_t = β1·m_{t−1} + a·g_t; w_{t+1} = w_t − λ·(m_t/((1 − β1^t)·(√v̂_t + ε)) + d·w_t)
-            WeightDecayMode::OnUpdate => {
-                let scale = T::of(scalars.inv_denom / scalars.correction_1);
-                let lr = T::of(lr);
-                for ((w, m), &g) in elements {
-                    *m = beta_1 * *m + input_scale * g;
-                    *w = *w - lr * (*m * scale + decay * *w);
-                }
+        }
+        // m_t = β1·m_{t−1} + a·g_t; w_{t+1} = w_t − λ·(m_t/((1 − β1^t)·(√v̂_t + ε)) + d·w_t)
+        WeightDecayMode::OnUpdate => {
+            let scale = T::of(scalars.inv_denom / scalars.correction_1);
+            let lr = T::of(lr);
+            for ((w, m), &g) in elements {
+                *m = beta_1 * *m + input_scale * g;
+                *w = *w - lr * (*m * scale + decay * *w);
             }
         }
     }
+}
+
+/// `Σ x²` accumulated in f64 over eight lanes (so that the loop vectorises), split over the
+/// cores when large.
+fn sum_squares<T: Real>(values: &[T]) -> f64 {
+    let sum = |part: &[T]| {
+        let mut lanes = [0.0f64; 8];
+        let mut groups = part.chunks_exact(8);
+        for group in &mut groups {
+            for (lane, &x) in lanes.iter_mut().zip(group) {
+                *lane += x.wide() * x.wide();
+            }
+        }
+        let rest: f64 = groups.remainder().iter().map(|x| x.wide() * x.wide()).sum();
+        lanes.iter().sum::<f64>() + rest
+    };
+    on_threads(values.chunks(part(values.len())).collect(), sum)
+        .into_iter()
+        .sum()
+}
+
+/// Elements per thread: the whole tensor when small, else an equal part per core.
+fn part(len: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    match len < PARALLEL_MIN {
+        true => len.max(1),
+        false => len.div_ceil(cores),
+    }
+}
+
+/// `work` on every item: the first on the calling thread, the others on scoped threads of
+/// their own (measured faster than handing the parts to rayon's pool from outside it).
+fn on_threads<I: Send, R: Send>(items: Vec<I>, work: impl Fn(I) -> R + Sync) -> Vec<R> {
+    let mut items = items.into_iter();
+    let Some(first) = items.next() else {
+        return Vec::new();
+    };
+    let work = &work;
+    std::thread::scope(|scope| {
+        let others: Vec<_> = items.map(|item| scope.spawn(move || work(item))).collect();
+        let mut results = vec![work(first)];
+        results.extend(
+            others
+                .into_iter()
+                .map(|thread| thread.join().expect("no panic")),
+        );
+        results
+    })
 }

@@ -1,0 +1,146 @@
+//! The fused step on Burn's Flex CPU backend: `‖g‖²` in one pass over `g`, then `w` and `m` in
+//! place in a second pass ([`cpu`](super::cpu)). `w` and `m` are written in place when their
+//! buffers are uniquely owned and dense (copied once otherwise); no other temporary the size of
+//! the tensor is made. The per-tensor scalars live in host memory on this backend, so reading
+//! them is no device sync.
+
+use burn::backend::flex::FlexTensor;
+use burn::backend::{DispatchDevice, Flex};
+use burn::optim::LearningRate;
+use burn::tensor::{DType, Element, Int, Tensor, TensorData};
+
+use super::Inputs;
+use super::cpu::{Previous, Real, fused_step};
+use crate::hyper::Hyper;
+use crate::state::NovoGradState;
+
+/// Whether parameters on `device` can take this step.
+pub(super) fn takes(device: &DispatchDevice) -> bool {
+    matches!(device, DispatchDevice::Flex(_))
+}
+
+/// The fused step when the tensors live on Flex, the parameter, its gradient and first moment
+/// are all f32 or all f64, the second moment is of the same dtype and the step counter is an
+/// i64 or i32; anything else is handed back.
+pub(super) fn step<const D: usize>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    inputs: Inputs<D>,
+) -> Result<(Tensor<D>, NovoGradState<D>), Inputs<D>> {
+    let (param, grad, state) = &inputs;
+    let dtype = param.dtype();
+    let moments = [Some(&state.moment_2), state.max_moment_2.as_ref()];
+    let supported = takes(param.device().as_dispatch())
+        && matches!(dtype, DType::F32 | DType::F64)
+        && [grad.dtype(), state.moment_1.dtype()] == [dtype; 2]
+        && moments.iter().flatten().all(|moment| moment.dtype() == dtype)
+        && matches!(state.step.dtype(), DType::I64 | DType::I32);
+    if !supported {
+        return Err(inputs);
+    }
+    let (param, grad, state) = inputs;
+    let float = |tensor: Tensor<D>| primitive(tensor.try_into_primitive::<Flex>());
+    let scalar = |tensor: Tensor<1>| primitive(tensor.try_into_primitive::<Flex>());
+    let (param, grad, moment_1) = (float(param), float(grad), float(state.moment_1));
+    let moment_2 = scalar(state.moment_2);
+    let max_moment_2 = state.max_moment_2.map(scalar);
+    let step = primitive(state.step.try_into_primitive::<Flex>());
+    let previous = Previous {
+        moment_2: first_float(&moment_2),
+        max_moment_2: max_moment_2.as_ref().map(first_float),
+        step: first_int(&step) + 1,
+    };
+    let (param, moment_1, scalars) = match dtype {
+        DType::F32 => update::<f32>(hyper, lr, param, grad, moment_1, previous),
+        _ => update::<f64>(hyper, lr, param, grad, moment_1, previous),
+    };
+    let one = |value: f64| tensor(one_element(value, dtype));
+    let state = match scalars {
+        Some(scalars) => NovoGradState {
+            moment_1: tensor(moment_1),
+            moment_2: one(scalars.moment_2),
+            max_moment_2: scalars.max_moment_2.map(one),
+            step: Tensor::<1, Int>::from_primitive::<Flex>(step).add_scalar(1),
+        },
+        // A NaN or ±Inf in g, or ‖g‖² past the dtype's range: nothing was touched.
+        None => NovoGradState {
+            moment_1: tensor(moment_1),
+            moment_2: tensor(moment_2),
+            max_moment_2: max_moment_2.map(tensor),
+            step: Tensor::from_primitive::<Flex>(step),
+        },
+    };
+    Ok((tensor(param), state))
+}
+
+/// `w` and `m` after the step (in place where their buffers allow), and the step's scalars.
+fn update<T: Real + Element + bytemuck::Pod>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    param: FlexTensor,
+    grad: FlexTensor,
+    moment_1: FlexTensor,
+    previous: Previous,
+) -> (FlexTensor, FlexTensor, Option<super::cpu::Scalars>) {
+    let (mut param, grad, mut moment_1) = (dense(param), dense(grad), dense(moment_1));
+    // Copy-on-write: a buffer still shared (the caller kept a handle) is copied once here.
+    let scalars = fused_step(
+        hyper,
+        lr,
+        param.storage_mut::<T>(),
+        moment_1.storage_mut::<T>(),
+        grad.storage::<T>(),
+        previous,
+    );
+    (param, moment_1, scalars)
+}
+
+/// `tensor` with its elements filling its buffer in row-major order from the start, so that its
+/// storage is the tensor; a copy only when it is strided, offset or a view of a larger buffer.
+fn dense(tensor: FlexTensor) -> FlexTensor {
+    let layout = tensor.layout();
+    let dense = layout.is_contiguous()
+        && layout.start_offset() == 0
+        && tensor.bytes().len() == layout.num_elements() * tensor.dtype().size();
+    match dense {
+        true => tensor,
+        false => tensor.to_contiguous(),
+    }
+}
+
+/// The float tensor of a Flex primitive.
+fn tensor<const D: usize>(primitive: FlexTensor) -> Tensor<D> {
+    Tensor::from_primitive::<Flex>(primitive)
+}
+
+/// The Flex primitive of a tensor checked to live on a Flex device.
+fn primitive<P, E: core::fmt::Debug>(primitive: Result<P, E>) -> P {
+    primitive.unwrap_or_else(|error| panic!("a Flex device holds Flex tensors: {error:?}"))
+}
+
+/// The value of a one-element f32 or f64 tensor.
+fn first_float(scalar: &FlexTensor) -> f64 {
+    let offset = scalar.layout().start_offset();
+    match scalar.dtype() {
+        DType::F64 => scalar.storage::<f64>()[offset],
+        _ => scalar.storage::<f32>()[offset].into(),
+    }
+}
+
+/// The value of the one-element step counter, an i64 or i32.
+fn first_int(step: &FlexTensor) -> i64 {
+    let offset = step.layout().start_offset();
+    match step.dtype() {
+        DType::I64 => step.storage::<i64>()[offset],
+        _ => step.storage::<i32>()[offset].into(),
+    }
+}
+
+/// A one-element tensor holding `value` in `dtype` (f32 or f64).
+fn one_element(value: f64, dtype: DType) -> FlexTensor {
+    let data = match dtype {
+        DType::F64 => TensorData::new(vec![value], [1]),
+        _ => TensorData::new(vec![value as f32], [1]),
+    };
+    FlexTensor::from_data(data)
+}
