@@ -1,8 +1,11 @@
-//! The reference trajectories replayed on every backend.
+//! The reference trajectories replayed on every backend and dtype, and the fused steps checked
+//! against the tensor-op step.
 
-use burn::backend::{Flex, NdArray};
+use burn::tensor::Device;
+use burn_novograd::NovoGradConfig;
 use novograd_tests::{
-    Reference, assert_fused_matches_tensor_ops, assert_parity, assert_same_trajectories,
+    On, Reference, assert_fused_matches_tensor_ops, assert_parity, assert_same_trajectories,
+    ndarray,
 };
 
 #[test]
@@ -19,60 +22,58 @@ fn reference_vectors_come_from_third_party_implementations() {
 }
 
 #[test]
-fn ndarray_matches_references() {
-    assert_parity::<NdArray>(&Default::default(), 1e-5);
+fn flex_takes_the_fused_step() {
+    let optimizer = NovoGradConfig::new().build();
+    assert_eq!(optimizer.fused_path(&Device::flex()), Some("flex"));
+    assert_eq!(
+        optimizer.fused_path(&Device::flex().autodiff()),
+        Some("flex")
+    );
+    let unfused = NovoGradConfig::new().with_fused(false).build();
+    assert_eq!(unfused.fused_path(&Device::flex()), None);
 }
 
 #[test]
-fn ndarray_fused_step_matches_the_tensor_op_step() {
-    assert_fused_matches_tensor_ops::<NdArray>(&Default::default(), 1e-6);
+fn flex_matches_references() {
+    assert_parity(On::f32(&Device::flex()), 1e-5);
 }
 
 #[test]
-fn flex_matches_references_and_ndarray() {
-    assert_parity::<Flex>(&Default::default(), 1e-5);
-    assert_same_trajectories::<NdArray, Flex>(&Default::default(), &Default::default(), 1e-5);
-}
-
-#[cfg(feature = "wgpu")]
-mod wgpu {
-    use super::*;
-    use burn::backend::Wgpu;
-    use burn::backend::wgpu::{CubeBackend, WgpuRuntime};
-
-    #[test]
-    fn wgpu_matches_references_and_ndarray() {
-        assert_parity::<Wgpu>(&Default::default(), 1e-5);
-        assert_same_trajectories::<NdArray, Wgpu>(&Default::default(), &Default::default(), 1e-5);
-    }
-
-    /// Fusion on, as `Wgpu` is with Burn's default features.
-    #[test]
-    fn wgpu_fused_step_matches_the_tensor_op_step() {
-        assert_fused_matches_tensor_ops::<Wgpu>(&Default::default(), 1e-6);
-    }
-
-    /// The CubeBackend without Fusion.
-    #[test]
-    fn wgpu_cube_backend_fused_step_matches_the_tensor_op_step() {
-        type Cube = CubeBackend<WgpuRuntime, f32, i32, u32>;
-        assert_fused_matches_tensor_ops::<Cube>(&Default::default(), 1e-6);
+fn flex_tensor_op_step_matches_references() {
+    let reference = Reference::load();
+    for case in &reference.cases {
+        let optimizer = NovoGradConfig::from(case.config).with_fused(false).build();
+        let ours = reference.replay(case, &optimizer, On::f32(&Device::flex()));
+        let error = novograd_tests::max_relative_error(&ours, &case.params);
+        assert!(error <= 1e-5, "{}: {error:e}", case.name);
     }
 }
 
-#[cfg(feature = "cuda")]
-mod cuda {
-    use super::*;
-    use burn::backend::Cuda;
+#[test]
+fn flex_f64_matches_references() {
+    assert_parity(On::f64(&Device::flex()), 1e-12);
+}
 
-    #[test]
-    fn cuda_matches_references_and_ndarray() {
-        assert_parity::<Cuda>(&Default::default(), 1e-5);
-        assert_same_trajectories::<NdArray, Cuda>(&Default::default(), &Default::default(), 1e-5);
-    }
+#[test]
+fn flex_fused_step_matches_the_tensor_op_step() {
+    assert_fused_matches_tensor_ops(On::f32(&Device::flex()), 1e-6);
+}
 
-    #[test]
-    fn cuda_fused_step_matches_the_tensor_op_step() {
-        assert_fused_matches_tensor_ops::<Cuda>(&Default::default(), 1e-6);
-    }
+#[test]
+fn flex_f64_fused_step_matches_the_tensor_op_step() {
+    assert_fused_matches_tensor_ops(On::f64(&Device::flex()), 1e-12);
+}
+
+/// burn-ndarray, deprecated in Burn 0.22, takes the tensor-op step.
+#[test]
+fn ndarray_matches_references_and_flex() {
+    let device = ndarray();
+    assert_eq!(NovoGradConfig::new().build().fused_path(&device), None);
+    assert_parity(On::f32(&device), 1e-5);
+    assert_same_trajectories(On::f32(&device), On::f32(&Device::flex()), 1e-5);
+}
+
+#[test]
+fn ndarray_f64_matches_references() {
+    assert_parity(On::f64(&ndarray()), 1e-12);
 }

@@ -1,99 +1,94 @@
-//! Optimizer state: its size, records that resume bit-for-bit, device moves and half precision.
+//! Optimizer state: its size, records that resume bit-for-bit, device moves, half precision,
+//! parameter groups and gradients whose squared norm overflows.
 
-use burn::backend::{Autodiff, Flex, NdArray};
-use burn::module::Module;
+use burn::module::{Module, ParamGroup};
 use burn::nn::{Linear, LinearConfig};
-use burn::optim::{AdamWConfig, GradientsParams, Optimizer, SimpleOptimizer};
-use burn::record::{BinBytesRecorder, BinFileRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{DType, FloatDType, Int, Tensor, TensorData};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, Optimizer};
+use burn::tensor::{DType, Device, Int, Tensor};
 use burn_novograd::{NovoGrad, NovoGradConfig, NovoGradState, WeightDecayMode};
-
-type B = Autodiff<NdArray>;
+use novograd_tests::{On, ndarray, tensor, values};
 
 #[derive(Module, Debug)]
-struct TwoLayers<B: Backend> {
-    first: Linear<B>,
-    second: Linear<B>,
+struct TwoLayers {
+    first: Linear,
+    second: Linear,
 }
 
-impl<B: Backend> TwoLayers<B> {
-    fn new(inputs: usize, hidden: usize, device: &B::Device) -> Self {
+impl TwoLayers {
+    fn new(inputs: usize, hidden: usize, device: &Device) -> Self {
         Self {
             first: LinearConfig::new(inputs, hidden).init(device),
             second: LinearConfig::new(hidden, 3).init(device),
         }
     }
 
-    /// Gradients of a loss that changes with the step, so every step differs.
-    fn grads(&self, step: usize, device: &B::Device) -> GradientsParams
-    where
-        B: AutodiffBackend,
-    {
+    /// Gradients of a loss that changes with the step (scaled by `scale`), so every step differs.
+    fn grads(&self, step: usize, scale: f32) -> GradientsParams {
+        let device = self.first.weight.device();
         let inputs = self.first.weight.dims()[0];
-        let x = Tensor::<B, 1, Int>::arange(0..(4 * inputs) as i64, device)
+        let x = Tensor::<1, Int>::arange(0..(4 * inputs) as i64, &device)
             .float()
             .reshape([4, inputs])
             .div_scalar((4 * inputs) as f32)
             .sin()
             .mul_scalar(1.0 + step as f32 * 0.1);
         let output = self.second.forward(self.first.forward(x).tanh());
-        let loss = (output - 0.5).powi_scalar(2).mean();
+        let loss = (output - 0.5).powi_scalar(2).mean().mul_scalar(scale);
         GradientsParams::from_grads(loss.backward(), self)
     }
 }
 
-fn train<O: Optimizer<TwoLayers<B>, B>>(
-    mut model: TwoLayers<B>,
-    optimizer: &mut O,
+fn autodiff() -> Device {
+    Device::flex().autodiff()
+}
+
+fn train(
+    mut model: TwoLayers,
+    optimizer: &mut ModuleOptimizer,
     steps: std::ops::Range<usize>,
-) -> TwoLayers<B> {
-    let device = Default::default();
+) -> TwoLayers {
     for step in steps {
-        let grads = model.grads(step, &device);
+        let grads = model.grads(step, 1.0);
         model = optimizer.step(0.01, model, grads);
     }
     model
 }
 
-fn record_bytes<O: Optimizer<TwoLayers<B>, B>>(optimizer: &O) -> usize {
-    BinBytesRecorder::<FullPrecisionSettings>::default()
-        .record(optimizer.to_record(), ())
-        .expect("optimizer record")
-        .len()
+fn record_bytes(optimizer: &ModuleOptimizer) -> usize {
+    optimizer.into_bytes().expect("optimizer record").len()
 }
 
 #[test]
 fn state_is_half_of_adamw() {
-    let device = Default::default();
-    let model = TwoLayers::<B>::new(256, 256, &device);
+    let model = TwoLayers::new(256, 256, &autodiff());
     let mut novograd = NovoGradConfig::new().init();
     let mut adamw = AdamWConfig::new().init();
     train(model.clone(), &mut novograd, 0..2);
     train(model, &mut adamw, 0..2);
     let (ours, theirs) = (record_bytes(&novograd), record_bytes(&adamw));
     let ratio = ours as f64 / theirs as f64;
-    println!("optimizer record: NovoGrad {ours} bytes, AdamW {theirs} bytes, ratio {ratio:.4}");
+    println!("optimizer burnpack: NovoGrad {ours} bytes, AdamW {theirs} bytes, ratio {ratio:.4}");
     assert!(ratio <= 0.51, "NovoGrad state is {ratio:.4} of AdamW's");
 }
 
-fn param_bits(model: &TwoLayers<B>) -> Vec<u32> {
-    let record = model.clone().into_record();
-    [record.first.weight.val(), record.second.weight.val()]
+fn param_bits(model: &TwoLayers) -> Vec<u32> {
+    [&model.first, &model.second]
         .into_iter()
-        .flat_map(|tensor| {
-            tensor
-                .into_data()
-                .iter::<f32>()
-                .map(f32::to_bits)
-                .collect::<Vec<_>>()
+        .flat_map(|linear| {
+            let bias = linear.bias.as_ref().expect("a bias").val();
+            let mut param_bits = bits(linear.weight.val());
+            param_bits.extend(bits(bias));
+            param_bits
         })
         .collect()
 }
 
-#[test]
-fn records_resume_training_bit_for_bit() {
-    let configs = [
+fn bits<const D: usize>(tensor: Tensor<D>) -> Vec<u32> {
+    tensor.into_data().iter::<f32>().map(f32::to_bits).collect()
+}
+
+fn configs() -> [NovoGradConfig; 2] {
+    [
         NovoGradConfig::new().with_weight_decay(1e-3),
         NovoGradConfig::new()
             .with_amsgrad(true)
@@ -101,40 +96,40 @@ fn records_resume_training_bit_for_bit() {
             .with_grad_averaging(true)
             .with_weight_decay(1e-2)
             .with_weight_decay_mode(WeightDecayMode::OnUpdate),
-    ];
-    let device = Default::default();
+    ]
+}
+
+#[test]
+fn records_resume_training_bit_for_bit() {
     let directory = std::env::temp_dir().join(format!("novograd-resume-{}", std::process::id()));
     std::fs::create_dir_all(&directory).unwrap();
-    let recorder = BinFileRecorder::<FullPrecisionSettings>::new();
-    for (index, config) in configs.iter().enumerate() {
-        // `fork` initialises the parameters: Burn initialises them lazily, and a clone of an
-        // uninitialised module would draw its own random values.
-        let model = TwoLayers::<B>::new(6, 5, &device).fork(&device);
+    for (index, config) in configs().iter().enumerate() {
+        let model = TwoLayers::new(6, 5, &autodiff());
         let uninterrupted = train(model.clone(), &mut config.init(), 0..20);
 
         let mut optimizer = config.init();
         let halfway = train(model, &mut optimizer, 0..10);
-        let (model_file, optimizer_file) = (
-            directory.join(format!("model-{index}")),
-            directory.join(format!("optimizer-{index}")),
-        );
-        recorder
-            .record(halfway.clone().into_record(), model_file.clone())
-            .unwrap();
-        recorder
-            .record(optimizer.to_record(), optimizer_file.clone())
-            .unwrap();
+        let model_file = directory.join(format!("model-{index}.bpk"));
+        let optimizer_file = directory.join(format!("optimizer-{index}.bpk"));
+        halfway.clone().save_file(&model_file).unwrap();
+        optimizer.save(&optimizer_file).unwrap();
+        // Through bytes as well as files: both must give the same optimizer.
+        let bytes = optimizer.into_bytes().unwrap();
         drop((halfway, optimizer));
 
-        let model = TwoLayers::<B>::new(6, 5, &device)
-            .load_record(recorder.load(model_file, &device).unwrap());
-        let mut optimizer = config
-            .init()
-            .load_record(recorder.load(optimizer_file, &device).unwrap());
-        let resumed = train(model, &mut optimizer, 10..20);
+        let model = TwoLayers::new(6, 5, &autodiff()).load_file(&model_file);
+        let mut from_file = config.init().load(&optimizer_file).unwrap();
+        let mut from_bytes = config.init().from_bytes(bytes).unwrap();
+        let resumed = train(model.clone(), &mut from_file, 10..20);
+        let resumed_bytes = train(model, &mut from_bytes, 10..20);
 
         assert_eq!(
             param_bits(&resumed),
+            param_bits(&uninterrupted),
+            "config {index}"
+        );
+        assert_eq!(
+            param_bits(&resumed_bytes),
             param_bits(&uninterrupted),
             "config {index}"
         );
@@ -143,41 +138,40 @@ fn records_resume_training_bit_for_bit() {
 }
 
 /// Every state tensor's values, in order.
-fn state_values<B: Backend>(state: &NovoGradState<B, 2>) -> Vec<Vec<f64>> {
-    let floats = |tensor: &Tensor<B, 1>| tensor.to_data().iter::<f64>().collect::<Vec<_>>();
-    let mut values = vec![
-        state.moment_1.to_data().iter::<f64>().collect(),
-        floats(&state.moment_2),
+fn state_values(state: &NovoGradState<2>) -> Vec<Vec<f64>> {
+    let mut values_of = vec![
+        values(&state.moment_1),
+        values(&state.moment_2),
         state.step.to_data().iter::<f64>().collect(),
     ];
-    values.extend(state.max_moment_2.as_ref().map(floats));
-    values
+    values_of.extend(state.max_moment_2.as_ref().map(values));
+    values_of
 }
 
 /// Runs three steps on `from`, moves the state to `to` with `to_device`, and runs three more
 /// there; asserts every state tensor is on `to` and the result equals staying on `from`.
-fn assert_state_moves<B: Backend>(from: &B::Device, to: &B::Device) {
+fn assert_state_moves(from: &Device, to: &Device) {
     let optimizer: NovoGrad = NovoGradConfig::new()
         .with_amsgrad(true)
         .with_bias_correction(true)
         .build();
-    let grad = |step: usize, device: &B::Device| {
-        Tensor::<B, 1, Int>::arange(0..12, device)
+    let grad = |step: usize, device: &Device| {
+        Tensor::<1, Int>::arange(0..12, device)
             .float()
             .reshape([3, 4])
             .mul_scalar(step as f32 + 1.0)
             .cos()
     };
-    let run = |device: &B::Device, steps: std::ops::Range<usize>, param, state| {
+    let run = |device: &Device, steps: std::ops::Range<usize>, param, state| {
         steps.fold((param, state), |(param, state), step| {
             optimizer.step(0.1, param, grad(step, device), state)
         })
     };
-    let param = Tensor::<B, 2>::ones([3, 4], from);
+    let param = Tensor::<2>::ones([3, 4], from);
     let (param, state) = run(from, 0..3, param, None);
     let (stayed, stayed_state) = run(from, 3..6, param.clone(), state.clone());
 
-    let moved_state = <NovoGrad as SimpleOptimizer<B>>::to_device(state.unwrap(), to);
+    let moved_state = <NovoGrad as Optimizer>::to_device(state.unwrap(), to);
     assert_eq!(moved_state.moment_1.device(), *to);
     assert_eq!(moved_state.moment_2.device(), *to);
     assert_eq!(moved_state.step.device(), *to);
@@ -187,28 +181,45 @@ fn assert_state_moves<B: Backend>(from: &B::Device, to: &B::Device) {
     );
     let (moved, moved_state) = run(to, 3..6, param.to_device(to), Some(moved_state));
 
-    assert_eq!(moved.into_data(), stayed.into_data());
-    assert_eq!(
+    let (moved, stayed) = (values(&moved), values(&stayed));
+    for (a, b) in moved.iter().zip(&stayed) {
+        assert!(
+            (a - b).abs() <= 1e-6 * b.abs().max(1.0),
+            "{moved:?} != {stayed:?}"
+        );
+    }
+    let (moved_state, stayed_state) = (
         state_values(&moved_state.unwrap()),
-        state_values(&stayed_state.unwrap())
+        state_values(&stayed_state.unwrap()),
     );
+    for (a, b) in moved_state
+        .iter()
+        .flatten()
+        .zip(stayed_state.iter().flatten())
+    {
+        assert!((a - b).abs() <= 1e-6 * b.abs().max(1.0), "{a} != {b}");
+    }
 }
 
-/// ndarray has one device, so this checks that every state tensor goes through `to_device` and
-/// keeps its values. A move between two devices could not be exercised with Burn 0.21 on a CPU
-/// machine: cubecl 0.10 leaves copies between wgpu devices unimplemented (`comm_init`), and the
-/// router backend panics moving a tensor between its backends.
+/// A real move between two CPU backends: Flex (fused step) to ndarray (tensor-op step), and back.
 #[test]
-fn to_device_keeps_every_state_tensor() {
-    assert_state_moves::<NdArray>(&Default::default(), &Default::default());
+fn to_device_moves_every_state_tensor() {
+    assert_state_moves(&Device::flex(), &ndarray());
+    assert_state_moves(&ndarray(), &Device::flex());
 }
 
 #[test]
 fn half_precision_norm_does_not_overflow() {
-    let device = Default::default();
-    let half = |values: Vec<f32>| {
-        let size = values.len();
-        Tensor::<Flex, 1>::from_data(TensorData::new(values, [size]), (&device, DType::F16))
+    let device = Device::flex();
+    let half = |values: Vec<f64>| {
+        tensor::<1>(
+            &values,
+            &[values.len()],
+            On {
+                device: &device,
+                dtype: DType::F16,
+            },
+        )
     };
     let optimizer = NovoGradConfig::new().build();
     // ‖g‖ = 400: ‖g‖² = 160000 is beyond f16's largest value, 65504.
@@ -217,18 +228,97 @@ fn half_precision_norm_does_not_overflow() {
     let state = state.unwrap();
     assert_eq!(param.dtype(), DType::F16);
     assert_eq!(state.moment_2.dtype(), DType::F32);
-    assert_eq!(
-        state.moment_2.to_data().iter::<f64>().collect::<Vec<_>>(),
-        [160000.0]
-    );
+    assert_eq!(values(&state.moment_2), [160000.0]);
     // m_1 = g/‖g‖ = 0.25, w_2 = 1 − 0.1·0.25.
-    for value in param.to_data().iter::<f64>() {
+    for value in values(&param) {
         assert!((value - 0.975).abs() < 1e-3, "{value}");
     }
     // A zero gradient in f16: 1/(0 + ε) is beyond f16 but the step stays finite.
     let (param, state) = optimizer.step(0.1, param, half(vec![0.0; 16]), None);
-    let moment_1: Vec<f64> = state.unwrap().moment_1.to_data().iter::<f64>().collect();
-    assert!(param.to_data().iter::<f64>().all(f64::is_finite));
+    assert!(values(&param).iter().all(|w| w.is_finite()));
+    let moment_1 = values(&state.unwrap().moment_1);
     assert!(moment_1.iter().all(|m| *m == 0.0), "{moment_1:?}");
-    assert_eq!(FloatDType::from(param.dtype()), FloatDType::F16);
+}
+
+/// A gradient with finite elements whose `‖g‖²` is past f32's range skips the step in f32 on every
+/// path (as a NaN does), and is applied in f64, where it fits.
+#[test]
+fn squared_norm_past_the_dtype_skips_the_step() {
+    let devices = [Device::flex(), ndarray()];
+    for device in &devices {
+        for fused in [true, false] {
+            let optimizer = NovoGradConfig::new().with_fused(fused).build();
+            for on in [On::f32(device), On::f64(device)] {
+                let param = tensor::<1>(&[1.0, -2.0], &[2], on);
+                let (param, state) =
+                    optimizer.step(0.1, param, tensor(&[0.3, 0.4], &[2], on), None);
+                let before = values(&param);
+                let huge = tensor(&[1e20, -1e20], &[2], on);
+                let (after, state) = optimizer.step(0.1, param, huge, state);
+                let state = state.unwrap();
+                let steps: Vec<i64> = state.step.to_data().iter::<i64>().collect();
+                let label = format!("{device:?} fused={fused} {:?}", on.dtype);
+                match on.dtype {
+                    DType::F32 => {
+                        assert_eq!(values(&after), before, "{label}");
+                        assert_eq!(steps, [1], "{label}");
+                        assert_eq!(values(&state.moment_2), [0.25], "{label}");
+                    }
+                    _ => {
+                        assert_ne!(values(&after), before, "{label}");
+                        assert_eq!(steps, [2], "{label}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The most common group: weight decay on weights, none on biases. With a zero gradient only the
+/// decay moves a parameter, so the biases stay bit-for-bit and the weights shrink.
+#[test]
+fn parameter_group_without_decay_on_biases() {
+    let no_decay = ParamGroup::from_any_regexes(vec![r"(^|\.)bias$"]).expect("a valid pattern");
+    let mut optimizer = NovoGradConfig::new()
+        .with_weight_decay(0.1)
+        .init()
+        .with_group(
+            no_decay,
+            NovoGradConfig::new().with_weight_decay(0.0).build(),
+            None,
+        );
+    let model = TwoLayers::new(6, 5, &autodiff());
+    let before = model.clone();
+    let mut after = model;
+    for step in 0..3 {
+        let grads = after.grads(step, 0.0);
+        after = optimizer.step(0.1, after, grads);
+    }
+    for (before, after) in [
+        (&before.first, &after.first),
+        (&before.second, &after.second),
+    ] {
+        let bias = |linear: &Linear| bits(linear.bias.as_ref().unwrap().val());
+        assert_eq!(bias(after), bias(before), "biases keep their values");
+        let norm = |linear: &Linear| linear.weight.val().square().sum().into_scalar::<f64>();
+        let (from, to) = (norm(before), norm(after));
+        assert!(to < from * 0.99, "weights decay: ‖w‖² {from} -> {to}");
+    }
+}
+
+/// The second moment and step counter are one-element tensors on the parameter's device: no
+/// value is read back to the host to take a step, and a record holds them as tensors.
+#[test]
+fn state_tensors_stay_on_the_parameter_device() {
+    for device in [Device::flex(), ndarray()] {
+        let optimizer = NovoGradConfig::new().with_amsgrad(true).build();
+        let param = Tensor::<2>::ones([2, 3], &device);
+        let (_, state) = optimizer.step(0.1, param.clone(), param.ones_like(), None);
+        let state = state.unwrap();
+        assert_eq!(state.moment_1.device(), device);
+        assert_eq!(state.moment_2.dims(), [1]);
+        assert_eq!(state.moment_2.device(), device);
+        assert_eq!(state.step.device(), device);
+        assert_eq!(state.max_moment_2.unwrap().device(), device);
+    }
 }

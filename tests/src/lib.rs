@@ -1,9 +1,8 @@
 //! Shared helpers of the burn-novograd integration tests: the third-party reference
-//! trajectories of `reference/novograd.json` and a backend-generic replay of them.
+//! trajectories of `reference/novograd.json` and a replay of them on any device and dtype.
 
-use burn::optim::SimpleOptimizer;
-use burn::tensor::backend::Backend;
-use burn::tensor::{Tensor, TensorData};
+use burn::optim::Optimizer;
+use burn::tensor::{DType, Device, Tensor, TensorData};
 use burn_novograd::{NovoGrad, NovoGradConfig, WeightDecayMode};
 use serde::Deserialize;
 
@@ -73,25 +72,14 @@ impl Reference {
         serde_json::from_str(json).expect("tests/reference/novograd.json is valid")
     }
 
-    /// Replays `case` with `optimizer` on backend `B`: the parameters after every step,
+    /// Replays `case` with `optimizer` on `device` in `dtype`: the parameters after every step,
     /// `[step][tensor]`, flattened.
-    pub fn replay<B: Backend>(
-        &self,
-        case: &Case,
-        optimizer: &NovoGrad,
-        device: &B::Device,
-    ) -> Vec<Vec<Vec<f64>>> {
+    pub fn replay(&self, case: &Case, optimizer: &NovoGrad, on: On<'_>) -> Vec<Vec<Vec<f64>>> {
         let per_tensor: Vec<Vec<Vec<f64>>> = (0..self.shapes.len())
             .map(|index| {
-                let shape = &self.shapes[index];
                 let grads = self.grads.iter().map(|step| step[index].as_slice());
-                let initial = &self.initial[index];
-                match shape.len() {
-                    1 => replay_tensor::<B, 1>(optimizer, case.lr, initial, grads, shape, device),
-                    2 => replay_tensor::<B, 2>(optimizer, case.lr, initial, grads, shape, device),
-                    3 => replay_tensor::<B, 3>(optimizer, case.lr, initial, grads, shape, device),
-                    rank => panic!("no replay for rank {rank}"),
-                }
+                let tensor = Replay::new(&self.shapes[index], &self.initial[index], on);
+                tensor.run(optimizer, case.lr, grads)
             })
             .collect();
         (0..self.grads.len())
@@ -100,45 +88,129 @@ impl Reference {
     }
 }
 
-/// Replays one tensor from `initial` through `grads`: the parameter after every step.
-pub fn replay_tensor<'a, B: Backend, const D: usize>(
-    optimizer: &NovoGrad,
-    lr: f64,
-    initial: &[f64],
-    grads: impl Iterator<Item = &'a [f64]>,
-    shape: &[usize],
-    device: &B::Device,
-) -> Vec<Vec<f64>> {
-    let mut param = tensor::<B, D>(initial, shape, device);
-    let mut state = None;
-    let mut trajectory = Vec::new();
-    for (step, grad) in grads.enumerate() {
-        let grad = tensor::<B, D>(grad, shape, device);
-        // Every other step the caller still holds the parameter, so that both the in-place
-        // update and the one into a new buffer are replayed.
-        let held = (step % 2 == 1).then(|| param.clone());
-        (param, state) = optimizer.step(lr, param, grad, state.take());
-        drop(held);
-        trajectory.push(values(&param));
-    }
-    trajectory
+/// Where a replay runs: the device and the dtype of the parameter and its gradients.
+#[derive(Clone, Copy)]
+pub struct On<'a> {
+    /// The device of every tensor.
+    pub device: &'a Device,
+    /// The parameter's dtype.
+    pub dtype: DType,
 }
 
-/// A tensor of backend `B` holding `values` in `shape`.
-pub fn tensor<B: Backend, const D: usize>(
-    values: &[f64],
-    shape: &[usize],
-    device: &B::Device,
-) -> Tensor<B, D> {
-    Tensor::from_data(TensorData::new(values.to_vec(), shape.to_vec()), device)
+impl<'a> On<'a> {
+    /// f32 on `device`.
+    pub fn f32(device: &'a Device) -> Self {
+        Self {
+            device,
+            dtype: DType::F32,
+        }
+    }
+
+    /// f64 on `device`.
+    pub fn f64(device: &'a Device) -> Self {
+        Self {
+            device,
+            dtype: DType::F64,
+        }
+    }
+}
+
+/// One parameter tensor replayed through a sequence of gradients.
+pub struct Replay<'a> {
+    shape: Vec<usize>,
+    initial: &'a [f64],
+    on: On<'a>,
+    /// Parameter and gradients as transposed views of a buffer (non-contiguous), rank 2 only.
+    transposed: bool,
+}
+
+impl<'a> Replay<'a> {
+    /// A contiguous tensor of `shape` starting from `initial`.
+    pub fn new(shape: &[usize], initial: &'a [f64], on: On<'a>) -> Self {
+        Self {
+            shape: shape.to_vec(),
+            initial,
+            on,
+            transposed: false,
+        }
+    }
+
+    /// The same, with the parameter and every gradient made as transposed views (rank 2).
+    pub fn transposed(mut self) -> Self {
+        assert_eq!(self.shape.len(), 2, "a transposed replay is of rank 2");
+        self.transposed = true;
+        self
+    }
+
+    /// The parameter after every step.
+    pub fn run<'g>(
+        &self,
+        optimizer: &NovoGrad,
+        lr: f64,
+        grads: impl Iterator<Item = &'g [f64]>,
+    ) -> Vec<Vec<f64>> {
+        match self.shape.len() {
+            1 => self.run_rank::<1>(optimizer, lr, grads),
+            2 => self.run_rank::<2>(optimizer, lr, grads),
+            3 => self.run_rank::<3>(optimizer, lr, grads),
+            4 => self.run_rank::<4>(optimizer, lr, grads),
+            rank => panic!("no replay for rank {rank}"),
+        }
+    }
+
+    fn run_rank<'g, const D: usize>(
+        &self,
+        optimizer: &NovoGrad,
+        lr: f64,
+        grads: impl Iterator<Item = &'g [f64]>,
+    ) -> Vec<Vec<f64>> {
+        let mut param = self.tensor::<D>(self.initial);
+        let mut state = None;
+        let mut trajectory = Vec::new();
+        for (step, grad) in grads.enumerate() {
+            let grad = self.tensor::<D>(grad);
+            // Every other step the caller still holds the parameter, so that both the in-place
+            // update and the one into a new buffer are replayed.
+            let held = (step % 2 == 1).then(|| param.clone());
+            (param, state) = optimizer.step(lr, param, grad, state.take());
+            drop(held);
+            trajectory.push(values(&param));
+        }
+        trajectory
+    }
+
+    /// `values` (row-major in `shape`) as a tensor, a transposed view if asked for.
+    fn tensor<const D: usize>(&self, values: &[f64]) -> Tensor<D> {
+        if !self.transposed {
+            return tensor(values, &self.shape, self.on);
+        }
+        let [rows, columns] = [self.shape[0], self.shape[1]];
+        let transposed: Vec<f64> = (0..columns * rows)
+            .map(|index| values[(index % rows) * columns + index / rows])
+            .collect();
+        tensor::<D>(&transposed, &[columns, rows], self.on).transpose()
+    }
+}
+
+/// burn-ndarray's device: deprecated in Burn 0.22 and gone in 0.23, still tested while Burn has it.
+#[allow(deprecated)]
+pub fn ndarray() -> Device {
+    Device::ndarray()
+}
+
+/// A tensor holding `values` in `shape`, on `on.device` in `on.dtype`.
+pub fn tensor<const D: usize>(values: &[f64], shape: &[usize], on: On<'_>) -> Tensor<D> {
+    let data = TensorData::new(values.to_vec(), shape.to_vec());
+    Tensor::from_data(data, (on.device, on.dtype))
 }
 
 /// The values of a tensor, as f64.
-pub fn values<B: Backend, const D: usize>(tensor: &Tensor<B, D>) -> Vec<f64> {
+pub fn values<const D: usize>(tensor: &Tensor<D>) -> Vec<f64> {
     tensor.to_data().iter::<f64>().collect()
 }
 
-/// The largest relative error over all steps and tensors: `max|a − b| / max|b|` per tensor.
+/// The largest relative error over all steps and tensors: `max|a − b| / max|b|` per tensor
+/// (`|a − b|` alone where `b` is all zeros).
 pub fn max_relative_error(ours: &[Vec<Vec<f64>>], reference: &[Vec<Vec<f64>>]) -> f64 {
     assert_eq!(ours.len(), reference.len(), "number of steps");
     ours.iter()
@@ -151,21 +223,24 @@ pub fn max_relative_error(ours: &[Vec<Vec<f64>>], reference: &[Vec<Vec<f64>>]) -
                 .iter()
                 .zip(b)
                 .fold(0.0f64, |max, (x, y)| max.max((x - y).abs()));
-            error / scale
+            match scale {
+                0.0 => error,
+                _ => error / scale,
+            }
         })
         .fold(0.0, f64::max)
 }
 
-/// Replays every reference case on backend `B` and asserts each stays within `tolerance` of the
-/// reference; returns the largest error seen, by case name.
-pub fn assert_parity<B: Backend>(device: &B::Device, tolerance: f64) -> Vec<(String, f64)> {
+/// Replays every reference case `on` a device and dtype and asserts each stays within
+/// `tolerance` of the reference; returns the largest error seen, by case name.
+pub fn assert_parity(on: On<'_>, tolerance: f64) -> Vec<(String, f64)> {
     let reference = Reference::load();
     let errors: Vec<(String, f64)> = reference
         .cases
         .iter()
         .map(|case| {
             let optimizer = NovoGradConfig::from(case.config).build();
-            let ours = reference.replay::<B>(case, &optimizer, device);
+            let ours = reference.replay(case, &optimizer, on);
             (case.name.clone(), max_relative_error(&ours, &case.params))
         })
         .collect();
@@ -183,54 +258,63 @@ pub fn assert_parity<B: Backend>(device: &B::Device, tolerance: f64) -> Vec<(Str
     errors
 }
 
-/// Replays every reference case on backends `A` and `B` and asserts their trajectories agree
-/// within `tolerance` (relative, as [`max_relative_error`]).
-pub fn assert_same_trajectories<A: Backend, B: Backend>(
-    device_a: &A::Device,
-    device_b: &B::Device,
-    tolerance: f64,
-) {
+/// Replays every reference case on two devices and asserts their trajectories agree within
+/// `tolerance` (relative, as [`max_relative_error`]).
+pub fn assert_same_trajectories(a: On<'_>, b: On<'_>, tolerance: f64) {
     let reference = Reference::load();
     for case in &reference.cases {
         let optimizer = NovoGradConfig::from(case.config).build();
-        let a = reference.replay::<A>(case, &optimizer, device_a);
-        let b = reference.replay::<B>(case, &optimizer, device_b);
-        let error = max_relative_error(&b, &a);
+        let on_a = reference.replay(case, &optimizer, a);
+        let on_b = reference.replay(case, &optimizer, b);
+        let error = max_relative_error(&on_b, &on_a);
         assert!(
             error <= tolerance,
-            "{}: backends differ by {error:e}",
+            "{}: devices differ by {error:e}",
             case.name
         );
     }
 }
 
-/// Replays every option of the reference cases for 100 steps on tensors of rank 1, 2 and 4
-/// (one larger than a parallel chunk), with gradients of changing scale and some NaN and ±Inf,
-/// through `NovoGradConfig::fused = true` and `false`; asserts the trajectories agree within
-/// `tolerance` (relative, as [`max_relative_error`]) and returns the largest difference.
-pub fn assert_fused_matches_tensor_ops<B: Backend>(device: &B::Device, tolerance: f64) -> f64 {
+/// The tensors [`assert_fused_matches_tensor_ops`] replays: its shape, and whether it is made of
+/// transposed views. One is above the CPU step's parallel split (2^18 elements), one is
+/// non-contiguous, one is empty.
+const FUSED_SHAPES: [(&[usize], bool); 6] = [
+    (&[70_000], false),
+    (&[300_000], false),
+    (&[33, 17], false),
+    (&[40, 23], true),
+    (&[4, 3, 5, 5], false),
+    (&[0, 5], false),
+];
+
+/// Replays every option of the reference cases for 100 steps on the tensors of
+/// [`FUSED_SHAPES`], with gradients of changing scale, some NaN and ±Inf, and one step whose
+/// gradient is finite but `‖g‖²` overflows f32, through `NovoGradConfig::fused = true` and
+/// `false`; asserts the trajectories agree within `tolerance` (relative, as
+/// [`max_relative_error`]) and returns the largest difference.
+pub fn assert_fused_matches_tensor_ops(on: On<'_>, tolerance: f64) -> f64 {
     const STEPS: usize = 100;
-    let shapes: [&[usize]; 3] = [&[70_000], &[33, 17], &[4, 3, 5, 5]];
     let mut random = Xorshift(0x9E37_79B9_7F4A_7C15);
     let mut draw = |len: usize, scale: f64| -> Vec<f64> {
         (0..len).map(|_| random.next_signed() * scale).collect()
     };
-    let initial: Vec<Vec<f64>> = shapes
-        .iter()
-        .map(|s| draw(s.iter().product(), 0.1))
-        .collect();
+    let sizes = FUSED_SHAPES.map(|(shape, _)| shape.iter().product::<usize>());
+    let initial: Vec<Vec<f64>> = sizes.iter().map(|&len| draw(len, 0.1)).collect();
     let grads: Vec<Vec<Vec<f64>>> = (0..STEPS)
         .map(|step| {
             let scale = 10f64.powi(step as i32 % 7 - 3);
-            let mut step_grads: Vec<Vec<f64>> = shapes
-                .iter()
-                .map(|s| draw(s.iter().product(), scale))
-                .collect();
+            let mut step_grads: Vec<Vec<f64>> = sizes.iter().map(|&len| draw(len, scale)).collect();
             match step {
-                0 => step_grads[2][7] = f64::NAN,
+                0 => step_grads[4][7] = f64::NAN,
                 30 => step_grads[0][12_345] = f64::NAN,
-                31 => step_grads[1][3] = f64::INFINITY,
-                32 => step_grads[2][0] = f64::NEG_INFINITY,
+                31 => step_grads[2][3] = f64::INFINITY,
+                32 => step_grads[4][0] = f64::NEG_INFINITY,
+                33 => step_grads[3][5] = f64::NAN,
+                34 => step_grads[1][299_999] = f64::INFINITY,
+                // Finite in f32, but ‖g‖² ≈ 3.5e40 > f32::MAX: skipped in f32, applied in f64.
+                40 => step_grads[2]
+                    .iter_mut()
+                    .for_each(|g| *g = g.signum() * 1e20),
                 _ => {}
             }
             step_grads
@@ -241,17 +325,16 @@ pub fn assert_fused_matches_tensor_ops<B: Backend>(device: &B::Device, tolerance
     for case in &reference.cases {
         let trajectories = [true, false].map(|fused| {
             let optimizer = NovoGradConfig::from(case.config).with_fused(fused).build();
-            shapes
-                .iter()
-                .enumerate()
-                .map(|(index, shape)| {
+            (FUSED_SHAPES.iter().enumerate())
+                .map(|(index, &(shape, transposed))| {
                     let grads = grads.iter().map(|step| step[index].as_slice());
-                    let initial = &initial[index];
-                    match shape.len() {
-                        1 => replay_tensor::<B, 1>(&optimizer, 0.01, initial, grads, shape, device),
-                        2 => replay_tensor::<B, 2>(&optimizer, 0.01, initial, grads, shape, device),
-                        _ => replay_tensor::<B, 4>(&optimizer, 0.01, initial, grads, shape, device),
-                    }
+                    let replay = Replay::new(shape, &initial[index], on);
+                    let replay = if transposed {
+                        replay.transposed()
+                    } else {
+                        replay
+                    };
+                    replay.run(&optimizer, 0.01, grads)
                 })
                 .collect::<Vec<_>>()
         });
@@ -281,92 +364,5 @@ impl Xorshift {
         self.0 ^= self.0 >> 7;
         self.0 ^= self.0 << 17;
         (self.0 >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-    }
-}
-
-/// Kernel launches on CubeCL devices (WGPU, CUDA), counted from CubeCL's execution log.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-pub mod launches {
-    use std::path::PathBuf;
-    use std::time::Duration;
-
-    use burn::optim::SimpleOptimizer;
-    use burn::tensor::backend::Backend;
-    use burn::tensor::{Distribution, Tensor};
-    use burn_novograd::NovoGradConfig;
-    use cubecl::config::profiling::ProfilingLogLevel;
-    use cubecl::config::{CubeClRuntimeConfig, RuntimeConfig};
-
-    /// CubeCL's log of every kernel it launches, in a file of this process.
-    pub struct LaunchLog {
-        path: PathBuf,
-    }
-
-    impl LaunchLog {
-        /// Turns the log on. Call it before the process uses any CubeCL device; once per process.
-        pub fn start() -> Self {
-            let path =
-                std::env::temp_dir().join(format!("cubecl-launches-{}.log", std::process::id()));
-            let _ = std::fs::remove_file(&path);
-            let mut config = CubeClRuntimeConfig::default();
-            config.profiling.logger.level = ProfilingLogLevel::Minimal;
-            config.profiling.logger.file = Some(path.clone());
-            CubeClRuntimeConfig::set(config);
-            Self { path }
-        }
-
-        /// The launches logged so far, once the log has stopped growing (CubeCL writes it from
-        /// a thread of its own).
-        pub fn count(&self) -> usize {
-            let lines = || std::fs::read_to_string(&self.path).map_or(0, |log| log.lines().count());
-            let mut count = lines();
-            loop {
-                std::thread::sleep(Duration::from_millis(300));
-                match lines() {
-                    now if now == count => return count,
-                    now => count = now,
-                }
-            }
-        }
-    }
-
-    /// Kernel launches per tensor of one NovoGrad step of `tensors` parameter tensors of
-    /// `elements` each (after warm-up steps), by the fused step or the tensor-op step.
-    pub fn per_tensor<B: Backend>(
-        log: &LaunchLog,
-        device: &B::Device,
-        fused: bool,
-        tensors: usize,
-        elements: usize,
-    ) -> f64 {
-        let optimizer = NovoGradConfig::new()
-            .with_weight_decay(0.001)
-            .with_fused(fused)
-            .build();
-        let random = || Tensor::<B, 1>::random([elements], Distribution::Default, device);
-        let mut params: Vec<_> = (0..tensors).map(|_| (random(), None)).collect();
-        let mut step = |grads: Vec<Tensor<B, 1>>| {
-            params = std::mem::take(&mut params)
-                .into_iter()
-                .zip(grads)
-                .map(|((param, state), grad)| {
-                    let (param, state) = optimizer.step(0.01, param, grad, state);
-                    (param, state)
-                })
-                .collect();
-            B::sync(device).expect("the device runs");
-        };
-        let grads = || {
-            let grads: Vec<_> = (0..tensors).map(|_| random()).collect();
-            B::sync(device).expect("the device runs");
-            grads
-        };
-        for _ in 0..2 {
-            step(grads());
-        }
-        let grads = grads();
-        let before = log.count();
-        step(grads);
-        (log.count() - before) as f64 / tensors as f64
     }
 }

@@ -1,5 +1,5 @@
 use burn::optim::{LearningRate, Optimizer};
-use burn::tensor::{DType, Device, FloatDType, Tensor};
+use burn::tensor::{Bool, DType, Device, FloatDType, Tensor};
 
 use crate::config::{NovoGradConfig, WeightDecayMode};
 use crate::fused;
@@ -149,7 +149,11 @@ impl NovoGrad {
         let v_hat = max_moment_2.clone().unwrap_or_else(|| moment_2.clone());
         let v_hat = v_hat / self.bias_correction(beta_2, &step_float);
         // 1/(√(v̂ + ε_root) + ε), clamped so that half-precision parameters never see Inf.
-        let inv_denom = v_hat.add_scalar(epsilon_root).sqrt().add_scalar(epsilon).recip();
+        let inv_denom = v_hat
+            .add_scalar(epsilon_root)
+            .sqrt()
+            .add_scalar(epsilon)
+            .recip();
         let inv_denom = inv_denom.clamp_max(dtype.finfo().map_or(f64::MAX, |info| info.max));
         let correction_1 = self.bias_correction(beta_1, &step_float);
 
@@ -176,15 +180,28 @@ impl NovoGrad {
         let param_next = param.clone() - update;
 
         // Keep the old values wherever the step is not applied.
-        let applied_everywhere = applied.clone().reshape([1; D]).expand(param.dims());
         let state = NovoGradState {
-            moment_1: moment_1_prev.mask_where(applied_everywhere.clone(), moment_1),
+            moment_1: where_applied(&applied, moment_1_prev, moment_1),
             moment_2: moment_2_prev.mask_where(applied.clone(), moment_2),
             max_moment_2: (state.max_moment_2.zip(max_moment_2))
                 .map(|(prev, next)| prev.cast(moment_dtype).mask_where(applied.clone(), next)),
-            step: state.step.mask_where(applied, step),
+            step: state.step.mask_where(applied.clone(), step),
         };
-        (param.mask_where(applied_everywhere, param_next), state)
+        (where_applied(&applied, param, param_next), state)
+    }
+}
+
+/// `next` if the step is applied, else `previous`: tensors shaped like the parameter.
+fn where_applied<const D: usize>(
+    applied: &Tensor<1, Bool>,
+    previous: Tensor<D>,
+    next: Tensor<D>,
+) -> Tensor<D> {
+    let dims = previous.dims();
+    match dims.contains(&0) {
+        // Empty: nothing to choose, and `expand` rejects a size of 0.
+        true => next,
+        false => previous.mask_where(applied.clone().reshape([1; D]).expand(dims), next),
     }
 }
 
@@ -380,7 +397,10 @@ mod tests {
                 .dims(),
             [1]
         );
-        assert_eq!(state.step.into_data().iter::<i64>().collect::<Vec<_>>(), [1]);
+        assert_eq!(
+            state.step.into_data().iter::<i64>().collect::<Vec<_>>(),
+            [1]
+        );
     }
 
     #[test]
