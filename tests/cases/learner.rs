@@ -1,41 +1,67 @@
 //! NovoGrad driving Burn's `SupervisedTraining` + `Learner`: loss falls, checkpoints are
-//! written, and training resumed from a checkpoint ends exactly where an uninterrupted run does.
+//! written, training resumed from a checkpoint ends exactly where an uninterrupted run does, and
+//! what data-parallel training can and cannot do on the CPU.
 
-use std::path::Path;
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::ThreadId;
 
-use burn::backend::{Autodiff, NdArray};
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::InMemDataset;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
-use burn::module::Module;
+use burn::module::{Module, Param};
+use burn::nn::Linear;
 use burn::nn::loss::{MseLoss, Reduction};
-use burn::nn::{Linear, LinearConfig};
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
-use burn::tensor::backend::{AutodiffBackend, Backend};
-use burn::tensor::{ElementConversion, Tensor, TensorData};
+use burn::tensor::distributed::{DistributedConfig, ReduceOperation};
+use burn::tensor::{Device, Tensor, TensorData};
 use burn::train::metric::LossMetric;
 use burn::train::renderer::CliMetricsRenderer;
 use burn::train::{
-    InferenceStep, Learner, RegressionOutput, SupervisedTraining, TrainOutput, TrainStep,
+    ExecutionStrategy, InferenceStep, Learner, MultiDeviceOptim, RegressionOutput,
+    SupervisedTraining, TrainOutput, TrainStep,
 };
 use burn_novograd::NovoGradConfig;
+use novograd_tests::ndarray;
 
-type B = Autodiff<NdArray>;
 const FEATURES: usize = 4;
+const HIDDEN: usize = 32;
 const EPOCHS: usize = 4;
+const TRAIN_ITEMS: usize = 512;
+const BATCH: usize = 32;
 
 #[derive(Module, Debug)]
-struct Net<B: Backend> {
-    hidden: Linear<B>,
-    output: Linear<B>,
+struct Net {
+    hidden: Linear,
+    output: Linear,
+    /// Every training step's parameters, shared by all clones.
+    #[module(skip)]
+    steps: StepLog,
+}
+
+/// A training step: the thread that ran it and the parameters it ran with, as [`param_bits`].
+type Step = (ThreadId, Vec<u32>);
+
+/// The training steps a model and its clones ran, in order.
+#[derive(Clone, Debug, Default)]
+struct StepLog(Arc<Mutex<Vec<Step>>>);
+
+impl StepLog {
+    fn record(&self, params: Vec<u32>) {
+        let thread = std::thread::current().id();
+        self.0.lock().unwrap().push((thread, params));
+    }
+
+    fn entries(&self) -> Vec<Step> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 #[derive(Clone, Debug)]
-struct Batch<B: Backend> {
-    inputs: Tensor<B, 2>,
-    targets: Tensor<B, 2>,
+struct Batch {
+    inputs: Tensor<2>,
+    targets: Tensor<2>,
 }
 
 #[derive(Clone, Debug)]
@@ -47,8 +73,8 @@ struct Item {
 #[derive(Clone, Default)]
 struct ItemBatcher;
 
-impl<B: Backend> Batcher<B, Item, Batch<B>> for ItemBatcher {
-    fn batch(&self, items: Vec<Item>, device: &B::Device) -> Batch<B> {
+impl Batcher<Item, Batch> for ItemBatcher {
+    fn batch(&self, items: Vec<Item>, device: &Device) -> Batch {
         let inputs: Vec<f32> = items.iter().flat_map(|item| item.inputs).collect();
         let targets: Vec<f32> = items.iter().map(|item| item.target).collect();
         Batch {
@@ -58,15 +84,19 @@ impl<B: Backend> Batcher<B, Item, Batch<B>> for ItemBatcher {
     }
 }
 
-impl<B: Backend> Net<B> {
-    fn new(device: &B::Device) -> Self {
+impl Net {
+    /// The same weights on every device and in every test: drawn from a fixed sequence, not
+    /// from the backend's RNG, whose seed is global and shared with concurrently running tests.
+    fn new(device: &Device) -> Self {
+        let mut random = Lcg(3);
         Self {
-            hidden: LinearConfig::new(FEATURES, 32).init(device),
-            output: LinearConfig::new(32, 1).init(device),
+            hidden: linear(FEATURES, HIDDEN, &mut random, device),
+            output: linear(HIDDEN, 1, &mut random, device),
+            steps: StepLog::default(),
         }
     }
 
-    fn regression(&self, batch: Batch<B>) -> RegressionOutput<B> {
+    fn regression(&self, batch: Batch) -> RegressionOutput {
         let output = self
             .output
             .forward(self.hidden.forward(batch.inputs).tanh());
@@ -74,108 +104,162 @@ impl<B: Backend> Net<B> {
         RegressionOutput::new(loss, output, batch.targets)
     }
 
-    fn loss(&self, items: Vec<Item>, device: &B::Device) -> f64 {
-        let batch = ItemBatcher.batch(items, device);
-        self.regression(batch).loss.into_scalar().elem()
+    /// The mean squared error on `items`, on the model's device.
+    fn loss(&self, items: Vec<Item>) -> f64 {
+        let batch = ItemBatcher.batch(items, &self.hidden.weight.device());
+        self.regression(batch).loss.into_scalar::<f64>()
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Net<B> {
-    type Input = Batch<B>;
-    type Output = RegressionOutput<B>;
+/// A layer with weights and bias uniform in ±1/√inputs, as `LinearConfig`'s default.
+fn linear(inputs: usize, outputs: usize, random: &mut Lcg, device: &Device) -> Linear {
+    let bound = 1.0 / (inputs as f32).sqrt();
+    let mut draw =
+        |len: usize| -> Vec<f32> { (0..len).map(|_| random.uniform() * bound).collect() };
+    let weight = TensorData::new(draw(inputs * outputs), [inputs, outputs]);
+    let bias = TensorData::new(draw(outputs), [outputs]);
+    Linear {
+        weight: Param::from_data(weight, device),
+        bias: Some(Param::from_data(bias, device)),
+    }
+}
 
-    fn step(&self, batch: Batch<B>) -> TrainOutput<RegressionOutput<B>> {
+impl TrainStep for Net {
+    type Input = Batch;
+    type Output = RegressionOutput;
+
+    fn step(&self, batch: Batch) -> TrainOutput<RegressionOutput> {
+        self.steps.record(param_bits(self));
         let output = self.regression(batch);
         TrainOutput::new(self, output.loss.backward(), output)
     }
 }
 
-impl<B: Backend> InferenceStep for Net<B> {
-    type Input = Batch<B>;
-    type Output = RegressionOutput<B>;
+impl InferenceStep for Net {
+    type Input = Batch;
+    type Output = RegressionOutput;
 
-    fn step(&self, batch: Batch<B>) -> RegressionOutput<B> {
+    fn step(&self, batch: Batch) -> RegressionOutput {
         self.regression(batch)
+    }
+}
+
+/// A linear congruential sequence.
+struct Lcg(u64);
+
+impl Lcg {
+    /// Uniform in [−1, 1).
+    fn uniform(&mut self) -> f32 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((self.0 >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     }
 }
 
 /// A smooth nonlinear target of inputs from a fixed linear congruential sequence.
 fn synthetic(count: usize, seed: u64) -> Vec<Item> {
-    let mut state = seed;
-    let mut uniform = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    };
+    let mut random = Lcg(seed);
     (0..count)
         .map(|_| {
-            let inputs = [uniform(), uniform(), uniform(), uniform()];
+            let inputs = [(); FEATURES].map(|_| random.uniform());
             let target = 2.0 * inputs[0] - inputs[1] + 1.5 * inputs[2] * inputs[3] + 0.3;
             Item { inputs, target }
         })
         .collect()
 }
 
-fn loader<B: Backend>(items: Vec<Item>, batch_size: usize) -> Arc<dyn DataLoader<B, Batch<B>>> {
+fn loader(items: Vec<Item>, batch_size: usize) -> Arc<dyn DataLoader<Batch>> {
     DataLoaderBuilder::new(ItemBatcher)
         .batch_size(batch_size)
         .build(InMemDataset::new(items))
 }
 
-/// Trains for `EPOCHS` epochs in `directory`, resuming from `checkpoint` when given.
-fn train(directory: &Path, epochs: usize, checkpoint: Option<usize>) -> Net<NdArray> {
-    let device = Default::default();
-    B::seed(&device, 7);
-    let steps_per_epoch = 512 / 32;
-    let scheduler = CosineAnnealingLrSchedulerConfig::new(0.05, EPOCHS * steps_per_epoch)
-        .init()
-        .unwrap();
-    let mut training = SupervisedTraining::new(
+/// Training for `epochs` (in total) on `items`, `batch_size` at a time, in order, with burnpack
+/// checkpoints in `{directory}/checkpoint` and the CLI renderer.
+fn supervised(
+    directory: &Path,
+    items: Vec<Item>,
+    batch_size: usize,
+    epochs: usize,
+) -> SupervisedTraining<Net> {
+    SupervisedTraining::new(
         directory,
-        loader::<B>(synthetic(512, 1), 32),
-        loader::<NdArray>(synthetic(128, 2), 64),
+        loader(items, batch_size),
+        loader(synthetic(128, 2), 64),
     )
     .metric_train_numeric(LossMetric::new())
     .metric_valid_numeric(LossMetric::new())
-    .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new())
-    .renderer(CliMetricsRenderer::new())
+    .with_default_checkpointers()
+    .renderer(Box::new(CliMetricsRenderer::new()))
     .with_application_logger(None)
-    .num_epochs(epochs);
-    if let Some(epoch) = checkpoint {
-        training = training.checkpoint(epoch);
-    }
-    let optimizer = NovoGradConfig::new().with_weight_decay(1e-4).init();
-    training
-        .launch(Learner::new(Net::new(&device), optimizer, scheduler))
-        .model
+    .num_epochs(epochs)
 }
 
-fn param_bits(model: &Net<NdArray>) -> Vec<u32> {
-    let record = model.clone().into_record();
-    [record.hidden.weight.val(), record.output.weight.val()]
+/// NovoGrad with weight decay on a cosine schedule over `EPOCHS` epochs of `BATCH`-item steps.
+fn learner(model: Net) -> Learner<Net> {
+    let steps = EPOCHS * TRAIN_ITEMS / BATCH;
+    let scheduler = CosineAnnealingLrSchedulerConfig::new(0.05, steps)
+        .init()
+        .unwrap();
+    let optimizer = NovoGradConfig::new().with_weight_decay(1e-4).init();
+    Learner::new(model, optimizer, scheduler)
+}
+
+/// Launches `training` of `model` and returns the trained model, in validation mode.
+fn launch(training: SupervisedTraining<Net>, model: Net) -> Net {
+    let result = training.launch(learner(model));
+    assert!(
+        result.error.is_none(),
+        "training failed: {:?}",
+        result.error
+    );
+    assert!(result.interrupted.is_none(), "{:?}", result.interrupted);
+    result.model
+}
+
+/// Trains in `directory` for `epochs` epochs in total, resuming after `checkpoint` when given.
+fn train(directory: &Path, epochs: usize, checkpoint: Option<usize>) -> Net {
+    let training = supervised(directory, synthetic(TRAIN_ITEMS, 1), BATCH, epochs);
+    let training = match checkpoint {
+        Some(epoch) => training.checkpoint(epoch),
+        None => training,
+    };
+    launch(training, Net::new(&Device::flex().autodiff()))
+}
+
+/// Every weight and bias, as f32 bits.
+fn param_bits(model: &Net) -> Vec<u32> {
+    [&model.hidden, &model.output]
         .into_iter()
-        .flat_map(|tensor| {
-            tensor
-                .into_data()
+        .flat_map(|linear| {
+            let bias = linear.bias.as_ref().expect("a bias").val();
+            let weight = linear.weight.val().into_data();
+            weight
                 .iter::<f32>()
+                .chain(bias.into_data().iter::<f32>())
                 .map(f32::to_bits)
                 .collect::<Vec<_>>()
         })
         .collect()
 }
 
+/// A fresh directory under the system's temporary one, unique to this test and process.
+fn scratch(name: &str) -> PathBuf {
+    let directory = std::env::temp_dir().join(format!("novograd-{name}-{}", std::process::id()));
+    std::fs::remove_dir_all(&directory).ok();
+    directory
+}
+
 #[test]
 fn learner_trains_checkpoints_and_resumes() {
-    let root = std::env::temp_dir().join(format!("novograd-learner-{}", std::process::id()));
-    std::fs::remove_dir_all(&root).ok();
-    let device = Default::default();
+    let root = scratch("learner");
     let validation = synthetic(128, 2);
 
-    B::seed(&device, 7);
-    let initial_loss = Net::<NdArray>::new(&device).loss(validation.clone(), &device);
+    let initial_loss = Net::new(&Device::flex()).loss(validation.clone());
     let uninterrupted = train(&root.join("uninterrupted"), EPOCHS, None);
-    let final_loss = uninterrupted.loss(validation, &device);
+    let final_loss = uninterrupted.loss(validation);
     println!("validation MSE: {initial_loss:.4} before, {final_loss:.4} after {EPOCHS} epochs");
     assert!(
         final_loss < 0.2 * initial_loss,
@@ -184,14 +268,130 @@ fn learner_trains_checkpoints_and_resumes() {
 
     let checkpoints = root.join("uninterrupted/checkpoint");
     for kind in ["model", "optim", "scheduler"] {
-        let file = checkpoints.join(format!("{kind}-{EPOCHS}.mpk"));
+        let file = checkpoints.join(format!("{kind}-{EPOCHS}.bpk"));
         assert!(file.is_file(), "{} was not written", file.display());
     }
 
-    // Stop after 2 epochs, then resume from that checkpoint for the last 2.
+    // Stop after 2 epochs, then resume from that checkpoint for the last 2: the model, the
+    // NovoGrad state and the schedule all come back, so the result is the same to the bit.
     let interrupted = root.join("interrupted");
     train(&interrupted, 2, None);
     let resumed = train(&interrupted, EPOCHS, Some(2));
     assert_eq!(param_bits(&resumed), param_bits(&uninterrupted));
     std::fs::remove_dir_all(&root).ok();
+}
+
+/// Burn 0.22.1's DDP needs collective operations, which only its CubeCL and remote backends
+/// have (Flex is `distributed: false`, burn-backend-extension-0.22.1/src/catalog.rs:33): on
+/// Flex, `ExecutionStrategy::ddp` panics while starting the communication server, before
+/// anything trains (the fallback arm at burn-dispatch-0.22.1/src/ops/distributed.rs:99, reported
+/// at :182, `start_communication_server`).
+#[test]
+fn ddp_is_not_available_on_flex() {
+    let directory = scratch("ddp");
+    let device = Device::flex().autodiff();
+    let devices = vec![device.clone(), device.clone()];
+    let config = DistributedConfig {
+        all_reduce_op: ReduceOperation::Mean,
+    };
+    let panic = catch_unwind(AssertUnwindSafe(|| {
+        let training = supervised(&directory, synthetic(TRAIN_ITEMS, 1), BATCH, 1)
+            .with_training_strategy(ExecutionStrategy::ddp(devices, config).into());
+        launch(training, Net::new(&device))
+    }))
+    .expect_err("DDP trained on Flex");
+    let message = panic
+        .downcast_ref::<String>()
+        .expect("a formatted panic message");
+    assert_eq!(
+        message,
+        "Distributed operations are not supported for device Flex(Cpu)"
+    );
+    let checkpoints = std::fs::read_dir(directory.join("checkpoint")).map_or(0, Iterator::count);
+    assert_eq!(checkpoints, 0, "DDP wrote a checkpoint");
+    std::fs::remove_dir_all(&directory).ok();
+}
+
+/// What does run data-parallel on the CPU: `ExecutionStrategy::multi`, with one worker thread
+/// per device. Each worker takes its half of the training set, the two gradients are summed
+/// and NovoGrad steps once on the main device. Both workers must see the same parameters at
+/// every step, and since NovoGrad normalises each layer's gradient by its norm, the sum (twice
+/// the global batch's mean gradient) must take the same steps as one device on that batch.
+///
+/// There is one Flex device (`Device::flex() == Device::flex()`): "Flex twice" is two threads
+/// sharing it. Two distinct CPU devices are two backends: Flex and NdArray, whose worker gets
+/// the model and returns its gradients through host copies.
+#[test]
+fn data_parallel_workers_match_one_device_on_the_global_batch() {
+    let flex = Device::flex().autodiff();
+    for (name, second) in [
+        ("flex-flex", flex.clone()),
+        ("flex-ndarray", ndarray().autodiff()),
+    ] {
+        let difference = data_parallel_difference(name, [flex.clone(), second]);
+        println!("{name}: largest parameter difference to one device {difference:.2e}");
+        // Not to the bit: the sum of two 32-row gradients rounds differently from one 64-row
+        // mean, and ε (1e-8) is added to a norm twice as large.
+        assert!(difference <= 1e-6, "{name}: {difference:e}");
+    }
+}
+
+/// Trains with `ExecutionStrategy::multi` on `devices` and on the first device alone with the
+/// same global batches, asserts the workers' replicas were identical at every step, and
+/// returns the largest difference between the two trained models' parameters.
+fn data_parallel_difference(name: &str, devices: [Device; 2]) -> f32 {
+    const DATA_PARALLEL_EPOCHS: usize = 2;
+    let root = scratch(name);
+    let items = synthetic(TRAIN_ITEMS, 1);
+
+    let model = Net::new(&devices[0]);
+    let steps = model.steps.clone();
+    let strategy = ExecutionStrategy::multi(devices.to_vec(), MultiDeviceOptim::OptimMainDevice);
+    let training = supervised(
+        &root.join("multi"),
+        items.clone(),
+        BATCH,
+        DATA_PARALLEL_EPOCHS,
+    )
+    .with_training_strategy(strategy.into());
+    let multi = launch(training, model);
+
+    // Burn splits the set into contiguous halves: step t trains on batch t of each half.
+    let (first, second) = items.split_at(TRAIN_ITEMS / 2);
+    let global_batches: Vec<Item> = (first.chunks(BATCH).zip(second.chunks(BATCH)))
+        .flat_map(|(a, b)| a.iter().chain(b).cloned())
+        .collect();
+    let training = supervised(
+        &root.join("single"),
+        global_batches,
+        2 * BATCH,
+        DATA_PARALLEL_EPOCHS,
+    );
+    let single = launch(training, Net::new(&devices[0]));
+    std::fs::remove_dir_all(&root).ok();
+
+    let entries = steps.entries();
+    let expected = DATA_PARALLEL_EPOCHS * TRAIN_ITEMS / BATCH;
+    assert_eq!(
+        entries.len(),
+        expected,
+        "{name}: one entry per worker and step"
+    );
+    for (step, pair) in entries.chunks(2).enumerate() {
+        let [(thread_a, params_a), (thread_b, params_b)] = pair else {
+            unreachable!("an even number of entries")
+        };
+        assert_ne!(
+            thread_a, thread_b,
+            "{name}, step {step}: one worker ran twice"
+        );
+        assert_eq!(
+            params_a, params_b,
+            "{name}, step {step}: the replicas differ"
+        );
+    }
+
+    (param_bits(&multi).into_iter().zip(param_bits(&single)))
+        .map(|(a, b)| (f32::from_bits(a) - f32::from_bits(b)).abs())
+        .fold(0.0, f32::max)
 }

@@ -7,7 +7,8 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use burn::optim::{AdamWConfig, LearningRate, MomentumConfig, Optimizer, SgdConfig};
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, LearningRate, Optimizer, SgdConfig};
 use burn::tensor::{Device, Distribution, Tensor};
 use burn_novograd::NovoGradConfig;
 

@@ -217,7 +217,6 @@ pub(crate) fn moment_2_dtype(dtype: DType) -> FloatDType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
 
     const LR: f64 = 0.1;
     const W: [f32; 2] = [1.0, -2.0];

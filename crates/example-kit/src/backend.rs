@@ -1,8 +1,9 @@
-//! Choosing the Burn backend at run time, among those compiled in.
+//! Choosing the Burn backend at run time, among those compiled in. Burn 0.22 has no backend
+//! type parameter: a backend is a runtime [`Device`], and training runs on its autodiff form.
 
 use std::fmt;
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Device;
 use clap::ValueEnum;
 use serde::Serialize;
 
@@ -10,13 +11,13 @@ use serde::Serialize;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendName {
-    /// burn-ndarray, pure Rust on the CPU (the default; needs nothing installed).
-    Ndarray,
-    /// burn-flex, Burn 0.21's newer pure-Rust CPU backend.
+    /// Burn's Flex, pure Rust on the CPU (the default; needs nothing installed).
     Flex,
-    /// burn-wgpu with fusion: Vulkan, Metal or DirectX 12 (Mesa's lavapipe on a CPU-only Linux).
+    /// Burn's ndarray, pure Rust on the CPU (deprecated by Burn 0.22, kept while Burn has it).
+    Ndarray,
+    /// Burn's WGPU with Fusion: Vulkan, Metal or DirectX 12 (Mesa's lavapipe on a CPU-only Linux).
     Wgpu,
-    /// burn-cuda with fusion: NVIDIA GPUs.
+    /// Burn's CUDA with Fusion: NVIDIA GPUs.
     Cuda,
 }
 
@@ -27,46 +28,47 @@ impl fmt::Display for BackendName {
     }
 }
 
-/// Work generic over the autodiff backend, run by [`run_on`].
+impl BackendName {
+    /// `count` (at least one) autodiff devices of this backend to train on, or why not: the
+    /// backend's cargo feature is off. The CPU backends have one device: several entries are
+    /// data-parallel workers sharing it.
+    pub fn devices(self, count: usize) -> Result<Vec<Device>, String> {
+        let count = count.max(1);
+        let devices: Vec<Device> = match self {
+            #[cfg(feature = "flex")]
+            BackendName::Flex => vec![Device::flex(); count],
+            #[cfg(feature = "ndarray")]
+            #[allow(deprecated)]
+            BackendName::Ndarray => vec![Device::ndarray(); count],
+            #[cfg(feature = "wgpu")]
+            BackendName::Wgpu => match count {
+                1 => vec![Device::wgpu(burn::tensor::DeviceKind::DefaultDevice)],
+                n => (0..n)
+                    .map(|index| Device::wgpu(burn::tensor::DeviceKind::DiscreteGpu(index)))
+                    .collect(),
+            },
+            #[cfg(feature = "cuda")]
+            BackendName::Cuda => (0..count).map(Device::cuda).collect(),
+            #[allow(unreachable_patterns)]
+            other => {
+                return Err(format!(
+                    "backend {other} is not compiled in: rebuild with `--features {other}`"
+                ));
+            }
+        };
+        Ok(devices.into_iter().map(Device::autodiff).collect())
+    }
+}
+
+/// Work run by [`run_on`] on a backend's devices.
 pub trait Job {
     /// What the job returns.
     type Output;
-    /// Runs on backend `B`, training data-parallel over `devices` when there are several.
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output;
+    /// Runs on `devices` (autodiff devices), training data-parallel when there are several.
+    fn run(self, devices: Vec<Device>) -> Self::Output;
 }
 
 /// Runs `job` on `backend` with `devices` devices, or says the backend is not compiled in.
 pub fn run_on<J: Job>(backend: BackendName, devices: usize, job: J) -> Result<J::Output, String> {
-    let devices = devices.max(1);
-    match backend {
-        #[cfg(feature = "ndarray")]
-        BackendName::Ndarray => {
-            use burn::backend::{Autodiff, NdArray, ndarray::NdArrayDevice};
-            // One CPU device: several "devices" are data-parallel workers on it.
-            Ok(job.run::<Autodiff<NdArray>>(vec![NdArrayDevice::Cpu; devices]))
-        }
-        #[cfg(feature = "flex")]
-        BackendName::Flex => {
-            use burn::backend::{Autodiff, Flex};
-            Ok(job.run::<Autodiff<Flex>>(vec![Default::default(); devices]))
-        }
-        #[cfg(feature = "wgpu")]
-        BackendName::Wgpu => {
-            use burn::backend::{Autodiff, Wgpu, wgpu::WgpuDevice};
-            let devices = match devices {
-                1 => vec![WgpuDevice::DefaultDevice],
-                n => (0..n).map(WgpuDevice::DiscreteGpu).collect(),
-            };
-            Ok(job.run::<Autodiff<Wgpu>>(devices))
-        }
-        #[cfg(feature = "cuda")]
-        BackendName::Cuda => {
-            use burn::backend::{Autodiff, Cuda, cuda::CudaDevice};
-            Ok(job.run::<Autodiff<Cuda>>((0..devices).map(CudaDevice::new).collect()))
-        }
-        #[allow(unreachable_patterns)]
-        other => Err(format!(
-            "backend {other} is not compiled in: rebuild with `--features {other}`"
-        )),
-    }
+    Ok(job.run(backend.devices(devices)?))
 }

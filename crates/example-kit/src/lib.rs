@@ -12,9 +12,9 @@ pub mod text;
 pub mod training;
 
 pub use backend::{BackendName, Job, run_on};
-pub use cli::CommonArgs;
+pub use cli::{CommonArgs, RUN_MARKER, prepare_artifact_dir};
 pub use data::DataError;
-pub use optimizer::{AnyOptimizer, Defaults, Hyper, OptimizerName, OptimizerSpec};
+pub use optimizer::{AnyOptimizer, Defaults, Hyper, OptimizerName, OptimizerSpec, state_bytes};
 pub use report::{RunReport, Series, bars, plot};
 pub use training::{
     EpochStats, RunSettings, Trained, fit, loader, state_bytes_after_one_step, train, warmup_cosine,

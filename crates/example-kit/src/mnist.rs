@@ -6,7 +6,7 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use flate2::read::GzDecoder;
 
 use crate::data::{DataError, cache_dir, download, read_file};
@@ -58,10 +58,11 @@ pub struct MnistItem {
 }
 
 impl Dataset<MnistItem> for MnistSplit {
-    fn get(&self, index: usize) -> Option<MnistItem> {
-        let label = *self.labels.get(index)?;
+    /// The item at `index`; panics past the end, as Burn's `Dataset::get` does.
+    fn get(&self, index: usize) -> Result<MnistItem, DatasetError> {
+        let label = self.labels[index];
         let image = self.images[index * PIXELS..(index + 1) * PIXELS].to_vec();
-        Some(MnistItem { image, label })
+        Ok(MnistItem { image, label })
     }
 
     fn len(&self) -> usize {

@@ -1,19 +1,14 @@
 //! The optimizers compared in the examples: NovoGrad (ours), and Burn's AdamW and SGD with
-//! momentum, behind one type so that the Learner is instantiated once per backend.
+//! momentum. In Burn 0.22 each config's `init()` gives the same `ModuleOptimizer` type, which is
+//! what the Learner takes.
 
 use std::fmt;
 
-use burn::module::AutodiffModule;
-use burn::optim::adaptor::OptimizerAdaptor;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{
-    AdamW, AdamWConfig, GradientsParams, LearningRate, MultiGradientsParams, Optimizer, Sgd,
-    SgdConfig,
-};
-use burn::record::{BinBytesRecorder, FullPrecisionSettings, Recorder};
-use burn::tensor::backend::AutodiffBackend;
-use burn_novograd::{NovoGrad, NovoGradConfig};
+use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::tensor::Device;
+use burn_novograd::NovoGradConfig;
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -88,92 +83,47 @@ impl OptimizerSpec {
         }
     }
 
-    /// The optimizer for module `M` on backend `B`.
-    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(&self) -> AnyOptimizer<M, B> {
+    /// NovoGrad's configuration for this spec (`None` for the other optimizers).
+    pub fn novograd(&self) -> Option<NovoGradConfig> {
+        (self.name == OptimizerName::Novograd)
+            .then(|| NovoGradConfig::new().with_weight_decay(self.hyper.weight_decay))
+    }
+
+    /// The optimizer.
+    pub fn init(&self) -> AnyOptimizer {
         let decay = self.hyper.weight_decay;
         match self.name {
-            OptimizerName::Novograd => {
-                AnyOptimizer::NovoGrad(NovoGradConfig::new().with_weight_decay(decay).init())
-            }
-            OptimizerName::Adamw => AnyOptimizer::AdamW(
-                AdamWConfig::new()
-                    .with_epsilon(1e-8)
-                    .with_weight_decay(decay)
-                    .init(),
-            ),
-            OptimizerName::Sgd => AnyOptimizer::Sgd(
-                SgdConfig::new()
-                    .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
-                    .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay)))
-                    .init(),
-            ),
+            OptimizerName::Novograd => NovoGradConfig::new().with_weight_decay(decay).init(),
+            OptimizerName::Adamw => AdamWConfig::new()
+                .with_epsilon(1e-8)
+                .with_weight_decay(decay)
+                .init(),
+            OptimizerName::Sgd => SgdConfig::new()
+                .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+                .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay)))
+                .init(),
         }
+    }
+
+    /// Which NovoGrad step parameters on `device` take, in words: `"fused (flex)"` or
+    /// `"tensor ops"`; `None` for the other optimizers.
+    pub fn novograd_step(&self, device: &Device) -> Option<String> {
+        let path = self.novograd()?.build().fused_path(device);
+        Some(path.map_or_else(
+            || "tensor ops".to_string(),
+            |path| format!("fused ({path})"),
+        ))
     }
 }
 
-/// One of the compared optimizers, as one [`Optimizer`] type.
-#[derive(Clone)]
-pub enum AnyOptimizer<M: AutodiffModule<B>, B: AutodiffBackend> {
-    /// NovoGrad.
-    NovoGrad(OptimizerAdaptor<NovoGrad, M, B>),
-    /// Burn's AdamW.
-    AdamW(OptimizerAdaptor<AdamW, M, B>),
-    /// Burn's SGD.
-    Sgd(OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>),
-}
+/// Any of the compared optimizers: in Burn 0.22 they share one type, `ModuleOptimizer`.
+pub type AnyOptimizer = ModuleOptimizer;
 
-type Records<O, M, B> = <O as Optimizer<M, B>>::Record;
-
-impl<M: AutodiffModule<B>, B: AutodiffBackend> Optimizer<M, B> for AnyOptimizer<M, B> {
-    /// The record of whichever optimizer this is; the others are `None`.
-    type Record = (
-        Option<Records<OptimizerAdaptor<NovoGrad, M, B>, M, B>>,
-        Option<Records<OptimizerAdaptor<AdamW, M, B>, M, B>>,
-        Option<Records<OptimizerAdaptor<Sgd<B::InnerBackend>, M, B>, M, B>>,
-    );
-
-    fn step(&mut self, lr: LearningRate, module: M, grads: GradientsParams) -> M {
-        match self {
-            Self::NovoGrad(optimizer) => optimizer.step(lr, module, grads),
-            Self::AdamW(optimizer) => optimizer.step(lr, module, grads),
-            Self::Sgd(optimizer) => optimizer.step(lr, module, grads),
-        }
-    }
-
-    fn step_multi(&mut self, lr: LearningRate, module: M, grads: MultiGradientsParams) -> M {
-        match self {
-            Self::NovoGrad(optimizer) => optimizer.step_multi(lr, module, grads),
-            Self::AdamW(optimizer) => optimizer.step_multi(lr, module, grads),
-            Self::Sgd(optimizer) => optimizer.step_multi(lr, module, grads),
-        }
-    }
-
-    fn to_record(&self) -> Self::Record {
-        match self {
-            Self::NovoGrad(optimizer) => (Some(optimizer.to_record()), None, None),
-            Self::AdamW(optimizer) => (None, Some(optimizer.to_record()), None),
-            Self::Sgd(optimizer) => (None, None, Some(optimizer.to_record())),
-        }
-    }
-
-    fn load_record(self, record: Self::Record) -> Self {
-        let mismatch = "the optimizer record belongs to another optimizer";
-        match self {
-            Self::NovoGrad(optimizer) => {
-                Self::NovoGrad(optimizer.load_record(record.0.expect(mismatch)))
-            }
-            Self::AdamW(optimizer) => Self::AdamW(optimizer.load_record(record.1.expect(mismatch))),
-            Self::Sgd(optimizer) => Self::Sgd(optimizer.load_record(record.2.expect(mismatch))),
-        }
-    }
-}
-
-impl<M: AutodiffModule<B>, B: AutodiffBackend> AnyOptimizer<M, B> {
-    /// Bytes of the optimizer state as Burn's full-precision recorder writes it.
-    pub fn state_bytes(&self) -> usize {
-        BinBytesRecorder::<FullPrecisionSettings>::default()
-            .record(self.to_record(), ())
-            .expect("optimizer records serialize")
-            .len()
-    }
+/// Bytes of `optimizer`'s state as Burn's burnpack record writes it (each tensor padded to
+/// 256 bytes, plus metadata).
+pub fn state_bytes(optimizer: &ModuleOptimizer) -> usize {
+    optimizer
+        .into_bytes()
+        .expect("optimizer records serialize")
+        .len()
 }

@@ -26,7 +26,7 @@ pub struct RunReport<T: Serialize> {
     pub seed: u64,
     /// Wall time of the whole training.
     pub train_seconds: f64,
-    /// Optimizer state through Burn's full-precision recorder.
+    /// Optimizer state after one step, as Burn's burnpack record (`ModuleOptimizer::into_bytes`).
     pub optimizer_state_bytes: usize,
     /// The task's final figures.
     #[serde(flatten)]

@@ -9,27 +9,26 @@ use std::time::Instant;
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
 use burn::data::dataset::Dataset;
-use burn::lr_scheduler::LrScheduler;
-use burn::lr_scheduler::composed::{ComposedLrScheduler, ComposedLrSchedulerConfig};
+use burn::lr_scheduler::composed::ComposedLrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
-use burn::module::AutodiffModule;
-use burn::optim::Optimizer;
-use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
-use burn::tensor::backend::{AutodiffBackend, Backend};
+use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::optim::ModuleOptimizer;
+use burn::tensor::Device;
+use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
 use burn::train::metric::{MetricDefinition, MetricId};
 use burn::train::renderer::{
-    EvaluationName, EvaluationProgress, MetricState, MetricsRenderer, MetricsRendererEvaluation,
-    MetricsRendererTraining, ProgressType, TrainingProgress,
+    EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
+    MetricsRendererTraining,
 };
 use burn::train::{
-    ExecutionStrategy, InferenceStep, Learner, LearnerSummary, LearningComponentsMarker,
-    MultiDeviceOptim, SupervisedTraining, TrainStep, TrainingStrategy,
+    ExecutionStrategy, InferenceStep, Learner, LearnerModel, LearnerSummary, MultiDeviceOptim,
+    SupervisedTraining, TrainStep,
 };
 use serde::Serialize;
 
 use crate::backend::BackendName;
-use crate::optimizer::{AnyOptimizer, OptimizerSpec};
+use crate::optimizer::{OptimizerSpec, state_bytes};
 use crate::report::RunReport;
 
 /// Aggregated metrics of one epoch.
@@ -51,7 +50,7 @@ pub struct EpochStats {
 
 /// A trained model and how the training went.
 pub struct Trained<M> {
-    /// The model, on the inference backend.
+    /// The model, in validation mode on the plain (non-autodiff) device.
     pub model: M,
     /// One entry per epoch run.
     pub history: Vec<EpochStats>,
@@ -59,48 +58,41 @@ pub struct Trained<M> {
     pub train_seconds: f64,
 }
 
-/// The Learner's component types for a model `M` trained with [`AnyOptimizer`].
-pub type Components<B, S, M> = LearningComponentsMarker<B, S, M, AnyOptimizer<M, B>>;
-
 /// Trains `model` for `epochs` epochs with Burn's `SupervisedTraining` + `Learner`, data-parallel
-/// over `devices` when there are several, checkpointing every epoch under `artifact_dir`.
-/// `metrics` registers the task's metrics; "Loss" and "Accuracy" end up in the history.
+/// over `devices` (autodiff devices) when there are several, checkpointing every epoch under
+/// `artifact_dir`. `metrics` registers the task's metrics; "Loss" and "Accuracy" end up in the
+/// history.
 #[allow(clippy::too_many_arguments)]
-pub fn fit<B, S, M>(
+pub fn fit<M: LearnerModel>(
     model: M,
-    optimizer: AnyOptimizer<M, B>,
-    scheduler: S,
-    train: Arc<dyn DataLoader<B, M::Input>>,
-    valid: Arc<dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>>,
-    devices: Vec<B::Device>,
+    optimizer: ModuleOptimizer,
+    scheduler: impl Into<ModuleLrScheduler>,
+    train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
+    valid: Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
+    devices: Vec<Device>,
     epochs: usize,
     artifact_dir: &Path,
-    metrics: impl FnOnce(
-        SupervisedTraining<Components<B, S, M>>,
-    ) -> SupervisedTraining<Components<B, S, M>>,
-) -> Trained<M::InnerModule>
-where
-    B: AutodiffBackend,
-    S: LrScheduler + 'static,
-    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
-    M::InnerModule: InferenceStep,
-{
+    metrics: impl FnOnce(SupervisedTraining<M>) -> SupervisedTraining<M>,
+) -> Trained<M> {
     let clock = Arc::new(Mutex::new(EpochClock::default()));
     let renderer = LineRenderer {
         clock: clock.clone(),
         ..LineRenderer::default()
     };
     let strategy = match devices.as_slice() {
-        [device] => ExecutionStrategy::SingleDevice(device.clone()),
-        _ => ExecutionStrategy::MultiDevice(devices, MultiDeviceOptim::OptimMainDevice),
+        [device] => ExecutionStrategy::single(device.clone()),
+        _ => ExecutionStrategy::multi(devices, MultiDeviceOptim::OptimMainDevice),
     };
     let training = SupervisedTraining::new(artifact_dir, train, valid)
-        .with_file_checkpointer(NamedMpkFileRecorder::<FullPrecisionSettings>::new())
-        .with_training_strategy(TrainingStrategy::Default(strategy))
-        .renderer(renderer)
+        .with_default_checkpointers()
+        .with_training_strategy(strategy.into())
+        .renderer(Box::new(renderer))
         .num_epochs(epochs);
     let start = Instant::now();
     let result = metrics(training).launch(Learner::new(model, optimizer, scheduler));
+    if let Some(error) = &result.error {
+        panic!("training failed: {error:?}");
+    }
     let train_seconds = start.elapsed().as_secs_f64();
     let seconds = clock.lock().expect("clock").epoch_seconds(Instant::now());
     Trained {
@@ -127,15 +119,15 @@ pub struct RunSettings {
     pub artifact_dir: PathBuf,
 }
 
-/// A data loader over `dataset`, shuffled by `shuffle`'s seed when given.
-pub fn loader<B, I, O, D>(
-    batcher: impl Batcher<B, I, O> + 'static,
+/// A data loader over `dataset`, shuffled by `shuffle`'s seed when given. Its batches are built
+/// on `Device::default()` until the Learner (or [`DataLoader::to_device`]) moves it.
+pub fn loader<I, O, D>(
+    batcher: impl Batcher<I, O> + 'static,
     dataset: D,
     batch_size: usize,
     shuffle: Option<u64>,
-) -> Arc<dyn DataLoader<B, O>>
+) -> Arc<dyn DataLoader<O>>
 where
-    B: Backend,
     I: Send + Sync + Clone + core::fmt::Debug + 'static,
     O: Send + Clone + core::fmt::Debug + 'static,
     D: Dataset<I> + 'static,
@@ -148,32 +140,38 @@ where
 }
 
 /// Trains `model` as `settings` say, with warm-up + cosine decay over all steps, and reports
-/// with the task's `outcome` of the trained model. `metrics` registers the task's metrics.
-pub fn train<B, M, T>(
+/// with the task's `outcome` of the trained model (in validation mode, on the plain device) and
+/// the number of steps. `metrics` registers the task's metrics. Prints which NovoGrad step the
+/// device takes.
+pub fn train<M, T>(
     settings: &RunSettings,
     model: M,
-    train: Arc<dyn DataLoader<B, M::Input>>,
-    valid: Arc<dyn DataLoader<B::InnerBackend, <M::InnerModule as InferenceStep>::Input>>,
-    devices: Vec<B::Device>,
-    metrics: impl FnOnce(
-        SupervisedTraining<Components<B, ComposedLrScheduler, M>>,
-    ) -> SupervisedTraining<Components<B, ComposedLrScheduler, M>>,
-    outcome: impl FnOnce(&M::InnerModule, usize) -> T,
+    train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
+    valid: Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
+    devices: Vec<Device>,
+    metrics: impl FnOnce(SupervisedTraining<M>) -> SupervisedTraining<M>,
+    outcome: impl FnOnce(&M, usize) -> T,
 ) -> RunReport<T>
 where
-    B: AutodiffBackend,
-    M: TrainStep + AutodiffModule<B> + core::fmt::Display + 'static,
-    M::InnerModule: InferenceStep,
+    M: LearnerModel,
     T: Serialize,
 {
     let devices_used = devices.len();
+    if let Some(step) = settings.optimizer.novograd_step(&devices[0]) {
+        println!("NovoGrad step: {step}");
+    }
     let steps = settings.epochs
         * train
             .num_items()
             .div_ceil(settings.batch_size * devices_used);
     let scheduler = warmup_cosine(settings.optimizer.hyper.lr, steps / 20, steps);
     let optimizer = settings.optimizer.init();
-    let first_batch = train.iter().next().expect("a training batch");
+    let first_batch = train
+        .to_device(&devices[0])
+        .iter()
+        .next()
+        .expect("a training batch")
+        .expect("the training data loads");
     let state_bytes = state_bytes_after_one_step(&model, &optimizer, first_batch);
     let trained = fit(
         model,
@@ -200,20 +198,17 @@ where
     }
 }
 
-/// Bytes of `optimizer`'s state after one step on `batch`, through Burn's recorder.
-pub fn state_bytes_after_one_step<B, M>(
+/// Bytes of `optimizer`'s state after one step on `batch` (built on the model's autodiff
+/// device), through Burn's burnpack record. Neither `model` nor `optimizer` is changed.
+pub fn state_bytes_after_one_step<M: TrainStep + burn::module::Module>(
     model: &M,
-    optimizer: &AnyOptimizer<M, B>,
-    batch: M::Input,
-) -> usize
-where
-    B: AutodiffBackend,
-    M: TrainStep + AutodiffModule<B>,
-{
+    optimizer: &ModuleOptimizer,
+    batch: <M as TrainStep>::Input,
+) -> usize {
     let grads = model.step(batch).grads;
     let mut optimizer = optimizer.clone();
-    optimizer.step(1e-3, model.clone(), grads);
-    optimizer.state_bytes()
+    let _ = optimizer.step(1e-3, model.clone(), grads);
+    state_bytes(&optimizer)
 }
 
 fn history(artifact_dir: &Path, seconds: &[f64]) -> Vec<EpochStats> {
@@ -281,6 +276,10 @@ struct LineRenderer {
     names: HashMap<MetricId, String>,
     train: Vec<(String, String)>,
     valid: Vec<(String, String)>,
+    total_epochs: usize,
+    epoch: usize,
+    split: String,
+    split_items: usize,
     printed_tenth: Option<(usize, usize)>,
 }
 
@@ -316,41 +315,86 @@ impl MetricsRendererTraining for LineRenderer {
         Self::remember(&self.names, &mut self.valid, state);
     }
 
-    fn render_train(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
-        let epoch = item.global_progress.items_processed;
-        self.clock.lock().expect("clock").start(epoch);
-        let Some(progress) = item.progress else {
+    fn on_train_end(
+        &mut self,
+        _summary: Option<LearnerSummary>,
+    ) -> Result<(), Box<dyn core::error::Error>> {
+        Ok(())
+    }
+}
+
+impl TrainingProgressLogger for LineRenderer {
+    fn start(
+        &mut self,
+        total_epochs: usize,
+        starting_epoch: usize,
+        _total_items: Option<usize>,
+        _label: Option<&str>,
+    ) {
+        self.total_epochs = total_epochs;
+        self.epoch = starting_epoch.max(1);
+    }
+
+    fn update_epoch(&mut self, epoch: usize) {
+        self.epoch = epoch + 1;
+    }
+
+    fn start_split(&mut self, split: &str, total_items: usize) {
+        self.split = split.to_string();
+        self.split_items = total_items;
+        if split == "train" {
+            self.clock.lock().expect("clock").start(self.epoch);
+        }
+    }
+
+    fn update_split(&mut self, items_processed: usize) {
+        if self.split != "train" {
             return;
-        };
-        let tenth = progress.items_processed * 10 / progress.items_total.max(1);
-        if self.printed_tenth != Some((epoch, tenth)) {
-            self.printed_tenth = Some((epoch, tenth));
+        }
+        let tenth = items_processed * 10 / self.split_items.max(1);
+        if self.printed_tenth != Some((self.epoch, tenth)) {
+            self.printed_tenth = Some((self.epoch, tenth));
             println!(
-                "train  epoch {epoch}/{}  {:>3}%{}",
-                item.global_progress.items_total,
+                "train  epoch {}/{}  {:>3}%{}",
+                self.epoch,
+                self.total_epochs,
                 tenth * 10,
                 Self::metrics(&self.train)
             );
         }
     }
 
-    fn render_valid(&mut self, item: TrainingProgress, _: Vec<ProgressType>) {
-        if let Some(progress) = item.progress
-            && progress.items_processed >= progress.items_total
-        {
+    fn end_split(&mut self) {
+        if self.split == "valid" {
             println!(
                 "valid  epoch {}/{}{}",
-                item.global_progress.items_processed,
-                item.global_progress.items_total,
+                self.epoch,
+                self.total_epochs,
                 Self::metrics(&self.valid)
             );
         }
     }
+
+    fn end(&mut self) {}
+
+    fn log_event_training(&mut self, _event: String) {}
+}
+
+impl EvaluationProgressLogger for LineRenderer {
+    fn start_global_progress(&mut self, _total_tests: usize) {}
+
+    fn start_test(&mut self, _name: &str, _total_items: usize) {}
+
+    fn update_test_progress(&mut self, _items_processed: usize) {}
+
+    fn end_test(&mut self) {}
+
+    fn end_global_progress(&mut self) {}
+
+    fn log_event_evaluation(&mut self, _event: String) {}
 }
 
 impl MetricsRendererEvaluation for LineRenderer {
-    fn render_test(&mut self, _: EvaluationProgress, _: Vec<ProgressType>) {}
-
     fn update_test(&mut self, _: EvaluationName, _: MetricState) {}
 }
 
@@ -358,13 +402,14 @@ impl MetricsRenderer for LineRenderer {
     fn manual_close(&mut self) {}
 
     fn register_metric(&mut self, definition: MetricDefinition) {
-        self.names.insert(definition.metric_id, definition.name);
+        self.names
+            .insert(definition.metric_id, definition.name.to_string());
     }
 }
 
 /// Linear warm-up from 1% of `peak` over `warmup_steps`, times a cosine decay from `peak` to 1%
 /// of it over `total_steps`.
-pub fn warmup_cosine(peak: f64, warmup_steps: usize, total_steps: usize) -> ComposedLrScheduler {
+pub fn warmup_cosine(peak: f64, warmup_steps: usize, total_steps: usize) -> ModuleLrScheduler {
     ComposedLrSchedulerConfig::new()
         .linear(LinearLrSchedulerConfig::new(0.01, 1.0, warmup_steps.max(1)))
         .cosine(

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataset::Dataset;
+use burn::data::dataset::{Dataset, DatasetError};
 use burn::prelude::*;
 
 /// Non-overlapping windows of `context + 1` tokens over a stream.
@@ -27,11 +27,11 @@ impl Windows {
 }
 
 impl Dataset<Vec<u32>> for Windows {
-    fn get(&self, index: usize) -> Option<Vec<u32>> {
-        (index < self.count).then(|| {
-            let start = index * self.context;
-            self.tokens[start..start + self.context + 1].to_vec()
-        })
+    /// The window at `index`; panics past the end, as Burn's `Dataset::get` does.
+    fn get(&self, index: usize) -> Result<Vec<u32>, DatasetError> {
+        assert!(index < self.count, "window {index} of {}", self.count);
+        let start = index * self.context;
+        Ok(self.tokens[start..start + self.context + 1].to_vec())
     }
 
     fn len(&self) -> usize {
@@ -41,19 +41,19 @@ impl Dataset<Vec<u32>> for Windows {
 
 /// Inputs `[batch, context]` and their next tokens `[batch, context]`.
 #[derive(Clone, Debug)]
-pub struct TokenBatch<B: Backend> {
+pub struct TokenBatch {
     /// Tokens seen.
-    pub inputs: Tensor<B, 2, Int>,
+    pub inputs: Tensor<2, Int>,
     /// The token that follows each input.
-    pub targets: Tensor<B, 2, Int>,
+    pub targets: Tensor<2, Int>,
 }
 
 /// Turns windows into a [`TokenBatch`].
 #[derive(Clone, Debug, Default)]
 pub struct TokenBatcher;
 
-impl<B: Backend> Batcher<B, Vec<u32>, TokenBatch<B>> for TokenBatcher {
-    fn batch(&self, windows: Vec<Vec<u32>>, device: &B::Device) -> TokenBatch<B> {
+impl Batcher<Vec<u32>, TokenBatch> for TokenBatcher {
+    fn batch(&self, windows: Vec<Vec<u32>>, device: &Device) -> TokenBatch {
         let length = windows[0].len() - 1;
         let column = |range: std::ops::Range<usize>| {
             let values: Vec<i64> = windows

@@ -7,7 +7,6 @@ pub mod model;
 
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::SupervisedTraining;
 use burn::train::metric::LossMetric;
 use example_kit::text::CharCorpus;
@@ -66,12 +65,11 @@ pub struct LmOutcome {
 impl Job for LmRun {
     type Output = RunReport<LmOutcome>;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+    fn run(self, devices: Vec<Device>) -> Self::Output {
         let (batch_size, seed) = (self.settings.batch_size, self.settings.seed);
-        let device = devices[0].clone();
-        B::seed(&device, seed);
+        devices[0].seed(seed);
         let context = self.model.context;
-        let model: Model<B> = self.model.init(&device);
+        let model = self.model.init(&devices[0]);
         let train_windows = Windows::new(self.corpus.train.clone(), context, self.window_limit);
         let valid_windows = Windows::new(self.corpus.valid.clone(), context, None);
         let train_loader = loader(TokenBatcher, train_windows, batch_size, Some(seed));
@@ -92,7 +90,7 @@ impl Job for LmRun {
                 let valid_loss = mean_loss(model, valid_windows, batch_size);
                 let sample = self.prompt.as_ref().map(|(prompt, length)| {
                     self.corpus
-                        .decode(&generate(model, prompt, *length, context, seed, &device))
+                        .decode(&generate(model, prompt, *length, context, seed))
                 });
                 LmOutcome {
                     valid_loss,
@@ -105,32 +103,36 @@ impl Job for LmRun {
     }
 }
 
-/// Mean cross-entropy per character (nats) of `model` over `windows`.
-pub fn mean_loss<B: Backend>(model: &Model<B>, windows: Windows, batch_size: usize) -> f64 {
+/// Mean cross-entropy per character (nats) of `model` over `windows`, on `model`'s device.
+pub fn mean_loss(model: &Model, windows: Windows, batch_size: usize) -> f64 {
+    let device = model.devices()[0].clone();
     let (mut total, mut count) = (0.0, 0usize);
-    for batch in loader::<B, _, _, _>(TokenBatcher, windows, batch_size, None).iter() {
+    let batches = loader(TokenBatcher, windows, batch_size, None).to_device(&device);
+    for batch in batches.iter() {
+        let batch = batch.expect("the validation data loads");
         let characters = batch.targets.dims().iter().product::<usize>();
-        let loss: f64 = model.predict(batch).loss.into_scalar().elem();
+        let loss: f64 = model.predict(batch).loss.into_scalar::<f64>();
         total += loss * characters as f64;
         count += characters;
     }
     total / count.max(1) as f64
 }
 
-/// `prompt` followed by `length` characters sampled from `model` at temperature 0.8.
-pub fn generate<B: Backend>(
-    model: &Model<B>,
+/// `prompt` followed by `length` characters sampled from `model` (on its device) at
+/// temperature 0.8.
+pub fn generate(
+    model: &Model,
     prompt: &[u32],
     length: usize,
     context: usize,
     seed: u64,
-    device: &B::Device,
 ) -> Vec<u32> {
+    let device = &model.devices()[0];
     let mut tokens = prompt.to_vec();
     let mut state = seed | 1;
     for _ in 0..length {
         let window = &tokens[tokens.len().saturating_sub(context)..];
-        let input = Tensor::<B, 2, Int>::from_data(
+        let input = Tensor::<2, Int>::from_data(
             TensorData::new(
                 window.iter().map(|&t| t as i64).collect(),
                 [1, window.len()],
@@ -144,8 +146,8 @@ pub fn generate<B: Backend>(
             .reshape([vocabulary]);
         let probabilities: Vec<f32> = softmax(last.div_scalar(0.8), 0)
             .into_data()
-            .to_vec()
-            .expect("f32");
+            .iter::<f32>()
+            .collect();
         // xorshift64: a uniform draw in [0, 1).
         state ^= state << 13;
         state ^= state >> 7;
@@ -162,6 +164,9 @@ pub fn generate<B: Backend>(
     }
     tokens
 }
+
+/// The PNG curves a run writes into its artifact directory.
+pub const PLOTS: [&str; 1] = ["loss.png"];
 
 /// Writes `loss.png` of `report`'s history into `dir`.
 pub fn plot_curves(

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use char_lm::model::ModelConfig;
-use char_lm::{DEFAULTS, LmRun, plot_curves};
+use char_lm::{DEFAULTS, LmRun, PLOTS, plot_curves};
 use clap::Parser;
 use example_kit::text::CharCorpus;
 use example_kit::{CommonArgs, fail, run_on};
@@ -51,7 +51,9 @@ fn main() {
             "--prompt: character {c:?} does not occur in the text"
         )),
     });
-    let settings = args.common.settings("char-lm", &DEFAULTS, args.batch_size);
+    let settings = args
+        .common
+        .settings("char-lm", &PLOTS, &DEFAULTS, args.batch_size);
     let artifact_dir = settings.artifact_dir.clone();
     println!(
         "char-LM: {} training / {} validation characters, {} distinct; {}",

@@ -9,7 +9,6 @@ use burn::nn::transformer::{
 };
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
 use crate::data::TokenBatch;
@@ -38,17 +37,17 @@ pub struct ModelConfig {
 
 /// The model; see the module docs.
 #[derive(Module, Debug)]
-pub struct Model<B: Backend> {
-    tokens: Embedding<B>,
-    positions: Embedding<B>,
-    blocks: TransformerEncoder<B>,
-    norm: LayerNorm<B>,
-    head: Linear<B>,
+pub struct Model {
+    tokens: Embedding,
+    positions: Embedding,
+    blocks: TransformerEncoder,
+    norm: LayerNorm,
+    head: Linear,
 }
 
 impl ModelConfig {
     /// The model, initialised on `device`.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
+    pub fn init(&self, device: &Device) -> Model {
         Model {
             tokens: EmbeddingConfig::new(self.vocabulary, self.d_model).init(device),
             positions: EmbeddingConfig::new(self.context, self.d_model).init(device),
@@ -67,16 +66,16 @@ impl ModelConfig {
     }
 }
 
-impl<B: Backend> Model<B> {
+impl Model {
     /// Next-character logits `[batch, length, vocabulary]` of tokens `[batch, length]`.
-    pub fn forward(&self, tokens: Tensor<B, 2, Int>) -> Tensor<B, 3> {
+    pub fn forward(&self, tokens: Tensor<2, Int>) -> Tensor<3> {
         let [batch, length] = tokens.dims();
         let device = tokens.device();
         let positions = Tensor::arange(0..length as i64, &device)
             .reshape([1, length])
             .repeat_dim(0, batch);
         let x = self.tokens.forward(tokens) + self.positions.forward(positions);
-        let mask = generate_autoregressive_mask::<B>(batch, length, &device);
+        let mask = generate_autoregressive_mask(batch, length, &device);
         let x = self
             .blocks
             .forward(TransformerEncoderInput::new(x).mask_attn(mask));
@@ -84,7 +83,7 @@ impl<B: Backend> Model<B> {
     }
 
     /// Cross-entropy of predicting every next character of a batch.
-    pub fn predict(&self, batch: TokenBatch<B>) -> ClassificationOutput<B> {
+    pub fn predict(&self, batch: TokenBatch) -> ClassificationOutput {
         let logits = self.forward(batch.inputs);
         let [batch_size, length, vocabulary] = logits.dims();
         let logits = logits.reshape([batch_size * length, vocabulary]);
@@ -96,21 +95,21 @@ impl<B: Backend> Model<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Model<B> {
-    type Input = TokenBatch<B>;
-    type Output = ClassificationOutput<B>;
+impl TrainStep for Model {
+    type Input = TokenBatch;
+    type Output = ClassificationOutput;
 
-    fn step(&self, batch: TokenBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+    fn step(&self, batch: TokenBatch) -> TrainOutput<ClassificationOutput> {
         let output = self.predict(batch);
         TrainOutput::new(self, output.loss.backward(), output)
     }
 }
 
-impl<B: Backend> InferenceStep for Model<B> {
-    type Input = TokenBatch<B>;
-    type Output = ClassificationOutput<B>;
+impl InferenceStep for Model {
+    type Input = TokenBatch;
+    type Output = ClassificationOutput;
 
-    fn step(&self, batch: TokenBatch<B>) -> ClassificationOutput<B> {
+    fn step(&self, batch: TokenBatch) -> ClassificationOutput {
         self.predict(batch)
     }
 }

@@ -22,7 +22,7 @@ fn run(corpus: CharCorpus, optimizer: OptimizerName, artifact_dir: &Path) -> LmR
     LmRun {
         settings: RunSettings {
             optimizer: OptimizerSpec::new(optimizer, &DEFAULTS, None, None),
-            backend: BackendName::Ndarray,
+            backend: BackendName::Flex,
             epochs: 3,
             batch_size: 16,
             seed: 3,
@@ -49,7 +49,7 @@ fn novograd_learns_the_text_and_samples_from_it() {
     let uniform = (corpus.vocabulary.len() as f64).ln();
     let artifacts = tempfile::tempdir().unwrap();
     let report = run_on(
-        BackendName::Ndarray,
+        BackendName::Flex,
         1,
         run(corpus, OptimizerName::Novograd, artifacts.path()),
     )
@@ -103,7 +103,7 @@ fn adamw_runs_on_the_same_model() {
     let uniform = (corpus.vocabulary.len() as f64).ln();
     let artifacts = tempfile::tempdir().unwrap();
     let report = run_on(
-        BackendName::Ndarray,
+        BackendName::Flex,
         1,
         run(corpus, OptimizerName::Adamw, artifacts.path()),
     )

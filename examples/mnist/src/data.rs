@@ -10,19 +10,19 @@ const STD: f32 = 0.3081;
 
 /// Images `[batch, 1, 28, 28]` and their labels `[batch]`.
 #[derive(Clone, Debug)]
-pub struct MnistBatch<B: Backend> {
+pub struct MnistBatch {
     /// Normalised pixels.
-    pub images: Tensor<B, 4>,
+    pub images: Tensor<4>,
     /// Digits.
-    pub targets: Tensor<B, 1, Int>,
+    pub targets: Tensor<1, Int>,
 }
 
 /// Turns [`MnistItem`]s into an [`MnistBatch`].
 #[derive(Clone, Debug, Default)]
 pub struct MnistBatcher;
 
-impl<B: Backend> Batcher<B, MnistItem, MnistBatch<B>> for MnistBatcher {
-    fn batch(&self, items: Vec<MnistItem>, device: &B::Device) -> MnistBatch<B> {
+impl Batcher<MnistItem, MnistBatch> for MnistBatcher {
+    fn batch(&self, items: Vec<MnistItem>, device: &Device) -> MnistBatch {
         let pixels: Vec<f32> = items
             .iter()
             .flat_map(|item| item.image.iter().map(|&p| (p as f32 / 255.0 - MEAN) / STD))

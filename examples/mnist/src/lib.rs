@@ -6,7 +6,6 @@ pub mod model;
 
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::SupervisedTraining;
 use burn::train::metric::{AccuracyMetric, LossMetric};
 use example_kit::mnist::{Mnist, MnistSplit};
@@ -56,10 +55,10 @@ pub struct MnistOutcome {
 impl Job for MnistRun {
     type Output = RunReport<MnistOutcome>;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> Self::Output {
+    fn run(self, devices: Vec<Device>) -> Self::Output {
         let (batch_size, seed) = (self.settings.batch_size, self.settings.seed);
-        B::seed(&devices[0], seed);
-        let model: Model<B> = self.model.init(&devices[0]);
+        devices[0].seed(seed);
+        let model = self.model.init(&devices[0]);
         let train_images = self.data.train.len();
         let test = self.data.test;
         let train_loader = loader(MnistBatcher, self.data.train, batch_size, Some(seed));
@@ -86,22 +85,27 @@ impl Job for MnistRun {
     }
 }
 
-/// Percent of `split` that `model` classifies correctly.
-pub fn accuracy<B: Backend>(model: &Model<B>, split: &MnistSplit, batch_size: usize) -> f64 {
-    let correct: i64 = loader::<B, _, _, _>(MnistBatcher, split.clone(), batch_size, None)
+/// Percent of `split` that `model` classifies correctly, on `model`'s device.
+pub fn accuracy(model: &Model, split: &MnistSplit, batch_size: usize) -> f64 {
+    let device = model.devices()[0].clone();
+    let correct: i64 = loader(MnistBatcher, split.clone(), batch_size, None)
+        .to_device(&device)
         .iter()
         .map(|batch| {
+            let batch = batch.expect("the test data loads");
             let predicted = model.forward(batch.images).argmax(1).squeeze_dim(1);
             predicted
                 .equal(batch.targets)
                 .int()
                 .sum()
-                .into_scalar()
-                .elem::<i64>()
+                .into_scalar::<i64>()
         })
         .sum();
     100.0 * correct as f64 / split.len().max(1) as f64
 }
+
+/// The PNG curves a run writes into its artifact directory.
+pub const PLOTS: [&str; 2] = ["loss.png", "accuracy.png"];
 
 /// Writes `loss.png` and `accuracy.png` of `report`'s history into `dir`.
 pub fn plot_curves(

@@ -7,7 +7,7 @@ use clap::Parser;
 use example_kit::mnist::Mnist;
 use example_kit::{CommonArgs, fail, run_on};
 use mnist::model::ModelConfig;
-use mnist::{DEFAULTS, MnistRun, plot_curves};
+use mnist::{DEFAULTS, MnistRun, PLOTS, plot_curves};
 
 /// Train a small CNN on MNIST with NovoGrad, AdamW or SGD through Burn's Learner.
 ///
@@ -36,7 +36,9 @@ fn main() {
     if let Some(limit) = args.train_limit {
         data.train = data.train.truncated(limit);
     }
-    let settings = args.common.settings("mnist", &DEFAULTS, args.batch_size);
+    let settings = args
+        .common
+        .settings("mnist", &PLOTS, &DEFAULTS, args.batch_size);
     let artifact_dir = settings.artifact_dir.clone();
     println!(
         "MNIST: {} training / {} test images; {}",

@@ -9,7 +9,6 @@ use burn::nn::{
     PaddingConfig2d, Relu,
 };
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use example_kit::mnist::{CLASSES, SIDE};
 
@@ -36,21 +35,21 @@ pub struct ModelConfig {
 /// conv(1→c) + BN + ReLU + pool, conv(c→2c) + BN + ReLU + pool, linear(2c·7·7→h) + ReLU,
 /// dropout, linear(h→10).
 #[derive(Module, Debug)]
-pub struct Model<B: Backend> {
-    conv_1: Conv2d<B>,
-    norm_1: BatchNorm<B>,
-    conv_2: Conv2d<B>,
-    norm_2: BatchNorm<B>,
+pub struct Model {
+    conv_1: Conv2d,
+    norm_1: BatchNorm,
+    conv_2: Conv2d,
+    norm_2: BatchNorm,
     pool: MaxPool2d,
-    hidden: Linear<B>,
+    hidden: Linear,
     dropout: Dropout,
-    output: Linear<B>,
+    output: Linear,
     activation: Relu,
 }
 
 impl ModelConfig {
     /// The model, initialised on `device`.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Model<B> {
+    pub fn init(&self, device: &Device) -> Model {
         let initializer = Initializer::KaimingUniform {
             gain: self.init_scale / 3f64.sqrt(),
             fan_out_only: false,
@@ -81,9 +80,9 @@ impl ModelConfig {
     }
 }
 
-impl<B: Backend> Model<B> {
+impl Model {
     /// Logits `[batch, 10]` of images `[batch, 1, 28, 28]`.
-    pub fn forward(&self, images: Tensor<B, 4>) -> Tensor<B, 2> {
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
         let x = self.pool.forward(
             self.activation
                 .forward(self.norm_1.forward(self.conv_1.forward(images))),
@@ -100,7 +99,7 @@ impl<B: Backend> Model<B> {
     }
 
     /// Logits, cross-entropy loss and targets of a batch.
-    pub fn classify(&self, batch: MnistBatch<B>) -> ClassificationOutput<B> {
+    pub fn classify(&self, batch: MnistBatch) -> ClassificationOutput {
         let output = self.forward(batch.images);
         let loss = CrossEntropyLossConfig::new()
             .init(&output.device())
@@ -109,21 +108,21 @@ impl<B: Backend> Model<B> {
     }
 }
 
-impl<B: AutodiffBackend> TrainStep for Model<B> {
-    type Input = MnistBatch<B>;
-    type Output = ClassificationOutput<B>;
+impl TrainStep for Model {
+    type Input = MnistBatch;
+    type Output = ClassificationOutput;
 
-    fn step(&self, batch: MnistBatch<B>) -> TrainOutput<ClassificationOutput<B>> {
+    fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
         let output = self.classify(batch);
         TrainOutput::new(self, output.loss.backward(), output)
     }
 }
 
-impl<B: Backend> InferenceStep for Model<B> {
-    type Input = MnistBatch<B>;
-    type Output = ClassificationOutput<B>;
+impl InferenceStep for Model {
+    type Input = MnistBatch;
+    type Output = ClassificationOutput;
 
-    fn step(&self, batch: MnistBatch<B>) -> ClassificationOutput<B> {
+    fn step(&self, batch: MnistBatch) -> ClassificationOutput {
         self.classify(batch)
     }
 }

@@ -20,7 +20,7 @@ fn run(optimizer: OptimizerName, epochs: usize, artifact_dir: &Path, data: Mnist
     MnistRun {
         settings: RunSettings {
             optimizer: OptimizerSpec::new(optimizer, &DEFAULTS, Some(0.01), None),
-            backend: BackendName::Ndarray,
+            backend: BackendName::Flex,
             epochs,
             batch_size: 32,
             seed: 5,
@@ -37,7 +37,7 @@ fn novograd_trains_through_the_learner_and_writes_results() {
     let artifacts = tempfile::tempdir().unwrap();
     let data = tiny_mnist(data_dir.path());
     let report: RunReport<MnistOutcome> = run_on(
-        BackendName::Ndarray,
+        BackendName::Flex,
         1,
         run(OptimizerName::Novograd, 3, artifacts.path(), data),
     )
@@ -77,14 +77,16 @@ fn novograd_trains_through_the_learner_and_writes_results() {
         assert!(json.get(key).is_some(), "results.json lacks {key}: {json}");
     }
     assert_eq!(json["optimizer"]["name"], "novograd");
-    assert_eq!(json["backend"], "ndarray");
+    assert_eq!(json["backend"], "flex");
     plot_curves(&report, artifacts.path()).unwrap();
     for png in ["loss.png", "accuracy.png"] {
         let bytes = std::fs::read(artifacts.path().join(png)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG"), "{png}");
     }
-    assert!(artifacts.path().join("checkpoint/optim-3.mpk").is_file());
+    assert!(artifacts.path().join("checkpoint/optim-3.bpk").is_file());
 }
+
+const RATIO_BOUND: f64 = 0.6;
 
 #[test]
 fn adamw_and_sgd_train_too_and_novograd_state_is_half_of_adamw() {
@@ -98,7 +100,7 @@ fn adamw_and_sgd_train_too_and_novograd_state_is_half_of_adamw() {
     ] {
         let artifacts = tempfile::tempdir().unwrap();
         let report = run_on(
-            BackendName::Ndarray,
+            BackendName::Flex,
             1,
             run(optimizer, 1, artifacts.path(), data.clone()),
         )
@@ -110,8 +112,11 @@ fn adamw_and_sgd_train_too_and_novograd_state_is_half_of_adamw() {
         );
         state_bytes.push(report.optimizer_state_bytes as f64);
     }
+    // NovoGrad keeps one parameter-sized moment where AdamW keeps two, plus two one-element
+    // tensors per parameter, which burnpack pads to 256 bytes each: on this small CNN (12
+    // parameters, 13 kB of weights) the padding and metadata weigh more than on a real model.
     let ratio = state_bytes[0] / state_bytes[1];
-    assert!(ratio < 0.52, "NovoGrad/AdamW state {ratio}");
+    assert!(ratio < RATIO_BOUND, "NovoGrad/AdamW state {ratio}");
 }
 
 #[test]
@@ -120,7 +125,7 @@ fn two_devices_train_data_parallel() {
     let artifacts = tempfile::tempdir().unwrap();
     let data = tiny_mnist(data_dir.path());
     let report = run_on(
-        BackendName::Ndarray,
+        BackendName::Flex,
         2,
         run(OptimizerName::Novograd, 3, artifacts.path(), data),
     )
@@ -202,6 +207,90 @@ fn command_line_trains_a_quick_run() {
     );
     assert!(stdout.contains("adamw: test accuracy"), "{stdout}");
     assert!(artifacts.path().join("results.json").is_file());
+}
+
+/// A directory the user owns: an unrelated file and a subdirectory with a file in it.
+fn user_dir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("notes.txt"), "mine").unwrap();
+    std::fs::create_dir(dir.path().join("photos")).unwrap();
+    std::fs::write(dir.path().join("photos/cat.jpg"), "meow").unwrap();
+    dir
+}
+
+fn assert_user_files_kept(dir: &Path) {
+    assert_eq!(
+        std::fs::read_to_string(dir.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.join("photos/cat.jpg")).unwrap(),
+        "meow"
+    );
+}
+
+#[test]
+fn command_line_never_deletes_what_the_user_owns() {
+    let data_dir = tempfile::tempdir().unwrap();
+    tiny_mnist(data_dir.path());
+    let artifacts = user_dir();
+    let quick = |extra: &[&str]| {
+        let mut args = vec![
+            "--data-dir",
+            data_dir.path().to_str().unwrap(),
+            "--epochs",
+            "1",
+            "--batch-size",
+            "64",
+            "--train-limit",
+            "128",
+            "--artifact-dir",
+            artifacts.path().to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        let output = Command::new(env!("CARGO_BIN_EXE_mnist"))
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stdout).into_owned(),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        )
+    };
+
+    // A non-empty directory without an earlier run: refused, untouched.
+    let (code, _, stderr) = quick(&[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.starts_with("error: --artifact-dir ") && stderr.contains("--overwrite"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_user_files_kept(artifacts.path());
+    assert!(!artifacts.path().join("results.json").exists());
+
+    // With --overwrite: the run writes its outputs beside the user's files.
+    let (code, stdout, stderr) = quick(&["--overwrite"]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("NovoGrad step: "), "{stdout}");
+    assert_user_files_kept(artifacts.path());
+    assert!(artifacts.path().join("results.json").is_file());
+    assert!(artifacts.path().join("checkpoint/model-1.bpk").is_file());
+
+    // The directory now holds an earlier run of this example: reused without --overwrite,
+    // its outputs replaced, the user's files still kept.
+    let (code, stdout, stderr) = quick(&[]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert_user_files_kept(artifacts.path());
+    assert!(artifacts.path().join("results.json").is_file());
+
+    // A directory holding an earlier run of another example is refused.
+    std::fs::write(artifacts.path().join(example_kit::RUN_MARKER), "char-lm\n").unwrap();
+    let (code, _, stderr) = quick(&[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("an earlier run of char-lm"), "{stderr}");
+    assert_user_files_kept(artifacts.path());
 }
 
 #[cfg(feature = "wgpu")]

@@ -33,7 +33,10 @@ pub(super) fn step<const D: usize>(
     let supported = takes(param.device().as_dispatch())
         && matches!(dtype, DType::F32 | DType::F64)
         && [grad.dtype(), state.moment_1.dtype()] == [dtype; 2]
-        && moments.iter().flatten().all(|moment| moment.dtype() == dtype)
+        && moments
+            .iter()
+            .flatten()
+            .all(|moment| moment.dtype() == dtype)
         && matches!(state.step.dtype(), DType::I64 | DType::I32);
     if !supported {
         return Err(inputs);

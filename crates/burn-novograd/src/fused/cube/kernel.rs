@@ -10,14 +10,14 @@ pub const CUBE_SIZE: u32 = 256;
 /// `Σ value` over the units of the cube, in shared memory; every unit gets the sum.
 #[cube]
 fn cube_sum(value: f32) -> f32 {
-    let mut shared = SharedMemory::<f32>::new(CUBE_SIZE as usize);
+    let mut shared = Shared::<[f32]>::new_slice(CUBE_SIZE as usize);
     let unit = UNIT_POS_X as usize;
     shared[unit] = value;
     sync_cube();
     let mut width = (CUBE_DIM_X / 2) as usize;
     while width > 0 {
         if unit < width {
-            shared[unit] = shared[unit] + shared[unit + width];
+            shared[unit] += shared[unit + width];
         }
         sync_cube();
         width /= 2;
@@ -55,7 +55,7 @@ pub struct Hyper {
     pub moment_input_scale: f32,
 }
 
-/// One NovoGrad step of one tensor, the equations of `NovoGrad::tensor_op_step`:
+/// One NovoGrad step of one tensor, the equations of the tensor-op step:
 ///
 /// ```text
 /// v_t = β2·v_{t−1} + (1 − β2)·‖g_t‖²  (v_1 = ‖g_1‖²);  v̂_t = v_t or max(v̂_{t−1}, v_t)
@@ -64,8 +64,9 @@ pub struct Hyper {
 /// on the update: m_t = β1·m_{t−1} + a·g_t;  w_{t+1} = w_t − λ·(m_t·s/(1 − β1^t) + d·w_t)
 /// ```
 ///
-/// When `‖g‖²` is not finite (a NaN or ±Inf in `g`) every output is its input: the step is
-/// skipped. The one-element outputs are separate buffers: other cubes still read the inputs.
+/// When the f32 sum `‖g‖²` is not finite (a NaN or ±Inf in `g`, or a sum past `f32::MAX`, which
+/// rounds to +Inf) every output is its input: the step is skipped. The one-element outputs are
+/// separate buffers: other cubes still read the inputs.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
 pub fn update<I: Int, N: Size>(
@@ -85,7 +86,7 @@ pub fn update<I: Int, N: Size>(
     #[comptime] amsgrad: bool,
     #[comptime] bias_correction: bool,
     #[comptime] decay_on_update: bool,
-    #[define(I)] _step_dtype: StorageType,
+    #[define(I)] _step_dtype: ElemType,
 ) {
     let mut partial = f32::new(0.0);
     let mut index = UNIT_POS_X as usize;

@@ -1,34 +1,40 @@
-//! The fused step on Burn's CubeCL backends (`CubeBackend` on WGPU or CUDA) and on their Fusion
-//! wrapper (what `burn::backend::Wgpu` and `Cuda` are with Burn's default features): two kernel
-//! launches per tensor ([`kernel`]), the step decided on the device, no host read. `w` and `m`
-//! are updated in place when their buffers are uniquely owned. f32 parameters only; other
-//! dtypes take the tensor-op step.
+//! The fused step on Burn's CubeCL backend, for WGPU and CUDA devices: two kernel launches per
+//! tensor ([`kernel`]), the step decided on the device, no host read. `w` and `m` are updated in
+//! place when their buffers are uniquely owned. f32 parameters only; other dtypes take the
+//! tensor-op step.
 //!
-//! On Fusion the step is one custom operation in the tensor's stream: Fusion runs it in order
-//! with the operations around it, on the CubeBackend tensors it holds.
+//! Burn's `Cube` backend is plain `CubeBackend`, or `Fusion<CubeBackend>` when Burn's Fusion is
+//! on, build-wide. On Fusion (crate feature `fusion`) the step is one custom operation in the
+//! tensor's stream: Fusion runs it in order with the operations around it, on the
+//! `CubeBackend` tensors it holds, which are still unique when the step owns the last handle.
+//!
+//! Why a downcast of each tensor plus a hand-written custom operation, not Burn's
+//! `#[backend_extension]` (which generates the same `CustomOpIr` and operation): the macro's
+//! dispatch panics on a backend it does not list, where this step must hand the inputs back to
+//! the tensor-op step; it selects on the `Cube` backend, not on the device's runtime (WGPU,
+//! CUDA, or one without these kernels); its operations take neither rank-generic tensors nor an
+//! optional input (amsgrad's maximum); and with its Fusion selector off while another crate
+//! turns Burn's Fusion on, it fails to compile, where a type check at run time falls back.
 
 mod kernel;
+#[cfg(all(test, feature = "wgpu"))]
+mod tests;
 
-use core::any::TypeId;
-use core::marker::PhantomData;
+use core::any::{Any, TypeId};
 
+use burn::backend::{BackendTypes, Cube, DispatchDevice, RuntimeId};
 use burn::optim::LearningRate;
-use burn::tensor::backend::Backend;
-use burn::tensor::{DType, Shape, Tensor};
-use burn_cubecl::fusion::FusionCubeRuntime;
+use burn::tensor::{DType, Device, Int, Shape, Tensor};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, empty_device_dtype};
 use burn_cubecl::tensor::CubeTensor;
-use burn_cubecl::{CubeBackend, CubeRuntime};
-use burn_fusion::stream::{Operation, OperationStreams};
-use burn_fusion::{FusionRuntime, FusionTensor};
-use burn_ir::{CustomOpIr, HandleContainer, OperationIr, TensorIr};
+use cubecl::ir::{ElemType, IntKind};
 use cubecl::prelude::*;
 
 use super::Inputs;
-use super::primitive::{from_float, from_int, into_float, into_int};
 use crate::config::WeightDecayMode;
-use crate::optimizer::{NovoGrad, NovoGradState};
+use crate::hyper::Hyper;
+use crate::state::NovoGradState;
 use kernel::{CUBE_SIZE, HyperLaunch};
 
 /// Most cubes of the norm kernel: every cube of the update kernel adds their partial sums, one
@@ -42,34 +48,95 @@ const MAX_UPDATE_CUBES: usize = 4096;
 /// repeated sums of the partial sums.
 const UPDATE_VECTORS_PER_UNIT: usize = 4;
 
-/// The fused step when `B`'s tensors are CubeCL tensors of runtime `R` (directly or through
-/// Fusion) and the parameter is f32.
-pub(super) fn step<R: CubeRuntime, B: Backend, const D: usize>(
-    novograd: &NovoGrad,
-    lr: LearningRate,
-    inputs: Inputs<B, D>,
-) -> Result<(Tensor<B, D>, NovoGradState<B, D>), Inputs<B, D>> {
-    let (param, grad, state) = &inputs;
-    let dtypes = [param, grad, &state.moment_1].map(Tensor::dtype);
-    if dtypes != [DType::F32; 3] || state.moment_2.dtype() != DType::F32 {
-        return Err(inputs);
-    }
-    let is = |primitive: TypeId| {
-        TypeId::of::<B::FloatTensorPrimitive>() == primitive
-            && TypeId::of::<B::IntTensorPrimitive>() == primitive
+/// How this build's `Cube` backend holds its tensors.
+enum Holding {
+    /// `CubeBackend`'s own tensors.
+    Plain,
+    /// Fusion's, over `CubeBackend`.
+    #[cfg(feature = "fusion")]
+    Fusion,
+}
+
+/// How `Cube` holds its tensors, when this build's step knows that type.
+fn holding() -> Option<Holding> {
+    let holds = |primitive: TypeId| {
+        TypeId::of::<<Cube as BackendTypes>::FloatTensorPrimitive>() == primitive
+            && TypeId::of::<<Cube as BackendTypes>::IntTensorPrimitive>() == primitive
     };
-    if is(TypeId::of::<CubeTensor<R>>()) {
-        let (parts, grad) = Parts::of(inputs);
-        Ok(launch::<R>(novograd, lr, parts, grad).into_step())
-    } else if is(TypeId::of::<FusionTensor<FusionCubeRuntime<R>>>()) {
-        let (parts, grad) = Parts::of(inputs);
-        Ok(register::<R>(novograd, lr, parts, grad).into_step())
-    } else {
-        Err(inputs)
+    if holds(TypeId::of::<CubeTensor>()) {
+        return Some(Holding::Plain);
+    }
+    #[cfg(feature = "fusion")]
+    if holds(TypeId::of::<fusion::Primitive>()) {
+        return Some(Holding::Fusion);
+    }
+    None
+}
+
+/// The name of this step on `device` (`"cubecl-wgpu"`, `"cubecl-cuda"`, with `"+fusion"` under
+/// Fusion), if it runs there: a CubeCL device of a runtime compiled in, and a known holding.
+pub(super) fn path(device: &DispatchDevice) -> Option<&'static str> {
+    #[allow(unreachable_patterns)] // `Cube` is the only variant in some builds.
+    let runtime = match device {
+        DispatchDevice::Cube(device) => device.runtime(),
+        _ => return None,
+    };
+    match (runtime, holding()?) {
+        #[cfg(feature = "wgpu")]
+        (RuntimeId::Wgpu, Holding::Plain) => Some("cubecl-wgpu"),
+        #[cfg(all(feature = "wgpu", feature = "fusion"))]
+        (RuntimeId::Wgpu, Holding::Fusion) => Some("cubecl-wgpu+fusion"),
+        #[cfg(feature = "cuda")]
+        (RuntimeId::Cuda, Holding::Plain) => Some("cubecl-cuda"),
+        #[cfg(all(feature = "cuda", feature = "fusion"))]
+        (RuntimeId::Cuda, Holding::Fusion) => Some("cubecl-cuda+fusion"),
+        _ => None,
     }
 }
 
-/// The parameter and its state as backend primitives `P`.
+/// The fused step when the parameter's device takes it ([`path`]), every input lives on that
+/// device without autodiff, the parameter, gradient and moments are f32 and the step counter is
+/// an i32 or i64; anything else is handed back untouched.
+pub(super) fn step<const D: usize>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    inputs: Inputs<D>,
+) -> Result<(Tensor<D>, NovoGradState<D>), Inputs<D>> {
+    let Some(holding) = takes(&inputs) else {
+        return Err(inputs);
+    };
+    Ok(match holding {
+        Holding::Plain => {
+            let (parts, grad) = Parts::<CubeTensor>::of(inputs);
+            launch(hyper, lr, parts, grad).into_step()
+        }
+        #[cfg(feature = "fusion")]
+        Holding::Fusion => {
+            let (parts, grad) = Parts::<fusion::Primitive>::of(inputs);
+            fusion::register(hyper, lr, parts, grad).into_step()
+        }
+    })
+}
+
+/// How `Cube` holds the inputs' tensors, when this step takes them.
+fn takes<const D: usize>((param, grad, state): &Inputs<D>) -> Option<Holding> {
+    let device = param.device();
+    path(device.as_dispatch())?;
+    // Autodiff devices are a `DispatchDevice` variant of their own: this rejects them.
+    let on_device =
+        |other: Device| matches!(other.as_dispatch(), DispatchDevice::Cube(_)) && other == device;
+    let f32_on_device = |dtype: DType, other: Device| dtype == DType::F32 && on_device(other);
+    let supported = param.dtype() == DType::F32
+        && f32_on_device(grad.dtype(), grad.device())
+        && f32_on_device(state.moment_1.dtype(), state.moment_1.device())
+        && f32_on_device(state.moment_2.dtype(), state.moment_2.device())
+        && (state.max_moment_2.as_ref()).is_none_or(|max| f32_on_device(max.dtype(), max.device()))
+        && matches!(state.step.dtype(), DType::I32 | DType::I64)
+        && on_device(state.step.device());
+    supported.then(holding).flatten()
+}
+
+/// The parameter and its state as `Cube` primitives `P`.
 struct Parts<P> {
     param: P,
     moment_1: P,
@@ -79,9 +146,9 @@ struct Parts<P> {
 }
 
 impl<P: 'static> Parts<P> {
-    /// The primitives of `inputs` (and the gradient's), on a backend checked to use `P` for
-    /// floats and ints.
-    fn of<B: Backend, const D: usize>((param, grad, state): Inputs<B, D>) -> (Self, P) {
+    /// The primitives of `inputs` (and the gradient's), checked by [`takes`] to be `Cube`
+    /// tensors held as `P`.
+    fn of<const D: usize>((param, grad, state): Inputs<D>) -> (Self, P) {
         let parts = Parts {
             param: into_float(param),
             moment_1: into_float(state.moment_1),
@@ -93,25 +160,52 @@ impl<P: 'static> Parts<P> {
     }
 
     /// The new parameter and state.
-    fn into_step<B: Backend, const D: usize>(self) -> (Tensor<B, D>, NovoGradState<B, D>) {
+    fn into_step<const D: usize>(self) -> (Tensor<D>, NovoGradState<D>) {
         let state = NovoGradState {
             moment_1: from_float(self.moment_1),
             moment_2: from_float(self.moment_2),
             max_moment_2: self.max_moment_2.map(from_float),
-            step: from_int(self.step),
+            step: Tensor::from_primitive::<Cube>(downcast(self.step)),
         };
         (from_float(self.param), state)
     }
 }
 
-/// Launches both kernels of one tensor's step. Amsgrad follows the state, as in the
-/// tensor-op step: a running maximum is kept when the state has one.
-fn launch<R: CubeRuntime>(
-    novograd: &NovoGrad,
+/// The primitive of a float tensor checked to be a `Cube` tensor held as `P`.
+fn into_float<P: 'static, const D: usize>(tensor: Tensor<D>) -> P {
+    let primitive = tensor.try_into_primitive::<Cube>();
+    downcast(primitive.unwrap_or_else(|error| panic!("checked to be a Cube tensor: {error:?}")))
+}
+
+/// The primitive of an int tensor checked to be a `Cube` tensor held as `P`.
+fn into_int<P: 'static, const D: usize>(tensor: Tensor<D, Int>) -> P {
+    let primitive = tensor.try_into_primitive::<Cube>();
+    downcast(primitive.unwrap_or_else(|error| panic!("checked to be a Cube tensor: {error:?}")))
+}
+
+/// The float tensor of a `Cube` primitive held as `P`.
+fn from_float<P: 'static, const D: usize>(primitive: P) -> Tensor<D> {
+    Tensor::from_primitive::<Cube>(downcast(primitive))
+}
+
+/// `value` as `T`, which [`holding`] checked to be its type.
+fn downcast<S: 'static, T: 'static>(value: S) -> T {
+    let mut value = Some(value);
+    let value: &mut dyn Any = &mut value;
+    let value = value.downcast_mut::<Option<T>>();
+    value
+        .and_then(Option::take)
+        .expect("checked to be the same type")
+}
+
+/// Launches both kernels of one tensor's step. Amsgrad follows the state, as in the tensor-op
+/// step: a running maximum is kept when the state has one.
+fn launch(
+    hyper: &Hyper,
     lr: LearningRate,
-    parts: Parts<CubeTensor<R>>,
-    grad: CubeTensor<R>,
-) -> Parts<CubeTensor<R>> {
+    parts: Parts<CubeTensor>,
+    grad: CubeTensor,
+) -> Parts<CubeTensor> {
     let grad = into_contiguous(grad);
     let (param, moment_1) = (
         into_contiguous(parts.param),
@@ -139,7 +233,7 @@ fn launch<R: CubeRuntime>(
         Shape::new([partial_count as usize]),
         DType::F32,
     );
-    kernel::grad_norm_partials::launch::<R>(
+    kernel::grad_norm_partials::launch(
         &client,
         CubeCount::Static(partial_count, 1, 1),
         cube_dim,
@@ -153,31 +247,29 @@ fn launch<R: CubeRuntime>(
     let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
     let one = |dtype| empty_device_dtype(client.clone(), device.clone(), Shape::new([1]), dtype);
     let amsgrad = parts.max_moment_2.is_some();
+    let step_dtype = parts.step.dtype;
     let stepped = Parts {
         param: param_out,
         moment_1: moment_1_out,
         moment_2: one(DType::F32),
         max_moment_2: amsgrad.then(|| one(DType::F32)),
-        step: one(parts.step.dtype),
+        step: one(step_dtype),
     };
     // Without amsgrad, the running maximum's slots are `v` (read) and a scratch element.
     let max_moment_2 = parts.max_moment_2.unwrap_or_else(|| parts.moment_2.clone());
-    let max_moment_2_out = stepped
-        .max_moment_2
-        .clone()
-        .unwrap_or_else(|| one(DType::F32));
-    kernel::update::launch::<R>(
+    let max_moment_2_out = (stepped.max_moment_2.clone()).unwrap_or_else(|| one(DType::F32));
+    kernel::update::launch(
         &client,
         CubeCount::Static(cubes(UPDATE_VECTORS_PER_UNIT, MAX_UPDATE_CUBES), 1, 1),
         cube_dim,
         vector_size,
-        param.clone().into_tensor_arg(),
-        moment_1.clone().into_tensor_arg(),
+        param.into_tensor_arg(),
+        moment_1.into_tensor_arg(),
         grad.into_tensor_arg(),
         partials.into_tensor_arg(),
-        parts.moment_2.into_tensor_arg(),
-        max_moment_2.into_tensor_arg(),
-        parts.step.clone().into_tensor_arg(),
+        into_contiguous(parts.moment_2).into_tensor_arg(),
+        into_contiguous(max_moment_2).into_tensor_arg(),
+        into_contiguous(parts.step).into_tensor_arg(),
         param_arg,
         moment_1_arg,
         stepped.moment_2.clone().into_tensor_arg(),
@@ -185,27 +277,27 @@ fn launch<R: CubeRuntime>(
         stepped.step.clone().into_tensor_arg(),
         HyperLaunch::new(
             lr as f32,
-            novograd.beta_1,
-            novograd.beta_2,
-            novograd.epsilon,
-            novograd.epsilon_root,
-            novograd.weight_decay,
-            novograd.moment_input_scale,
+            hyper.beta_1,
+            hyper.beta_2,
+            hyper.epsilon,
+            hyper.epsilon_root,
+            hyper.weight_decay,
+            hyper.moment_input_scale,
         ),
         amsgrad,
-        novograd.bias_correction,
-        novograd.weight_decay_mode == WeightDecayMode::OnUpdate,
-        parts.step.dtype.into(),
+        hyper.bias_correction,
+        hyper.weight_decay_mode == WeightDecayMode::OnUpdate,
+        match step_dtype {
+            DType::I64 => ElemType::Int(IntKind::I64),
+            _ => ElemType::Int(IntKind::I32),
+        },
     );
     stepped
 }
 
 /// The output for input `tensor` (the kernel's input number `position`) and its kernel
 /// argument: `tensor` itself, aliased, when its buffer is unique, else a new buffer.
-fn output<R: CubeRuntime>(
-    tensor: &CubeTensor<R>,
-    position: usize,
-) -> (CubeTensor<R>, TensorArg<R>) {
+fn output(tensor: &CubeTensor, position: usize) -> (CubeTensor, TensorArg) {
     match tensor.can_mut() {
         true => (tensor.clone(), tensor.as_tensor_alias(position)),
         false => {
@@ -220,89 +312,102 @@ fn output<R: CubeRuntime>(
     }
 }
 
-/// The step as one custom operation in Fusion's stream.
-fn register<R: CubeRuntime>(
-    novograd: &NovoGrad,
-    lr: LearningRate,
-    parts: Parts<FusionTensor<FusionCubeRuntime<R>>>,
-    grad: FusionTensor<FusionCubeRuntime<R>>,
-) -> Parts<FusionTensor<FusionCubeRuntime<R>>> {
-    let client = parts.param.client.clone();
-    let amsgrad = parts.max_moment_2.is_some();
-    let mut inputs = vec![parts.param, grad, parts.moment_1, parts.moment_2];
-    inputs.extend(parts.max_moment_2);
-    inputs.push(parts.step);
-    let streams = OperationStreams::with_inputs(&inputs);
-    // Outputs are the inputs' shapes and dtypes, less the gradient.
-    let outputs: Vec<_> = (inputs.iter().enumerate())
-        .filter(|(index, _)| *index != 1)
-        .map(|(_, input)| {
-            TensorIr::uninit(
-                client.create_empty_handle(),
-                input.shape.clone(),
-                input.dtype,
-            )
-        })
-        .collect();
-    let inputs: Vec<_> = inputs.into_iter().map(FusionTensor::into_ir).collect();
-    let desc = CustomOpIr::new("novograd_step", &inputs, &outputs);
-    let op = FusedStep::<R> {
-        desc: desc.clone(),
-        novograd: novograd.clone(),
-        lr,
-        runtime: PhantomData,
+/// The step under Fusion: one custom operation that runs [`launch`].
+#[cfg(feature = "fusion")]
+mod fusion {
+    use burn::optim::LearningRate;
+    use burn_cubecl::CubeBackend;
+    use burn_cubecl::fusion::FusionCubeRuntime;
+    use burn_fusion::custom::{
+        CustomOpIr, HandleContainer, Operation, OperationIr, StreamId, TensorIr,
     };
-    let mut outputs = client
-        .register(streams, OperationIr::Custom(desc), op)
-        .into_iter();
-    let mut next = || outputs.next().expect("one output per state tensor");
-    Parts {
-        param: next(),
-        moment_1: next(),
-        moment_2: next(),
-        max_moment_2: amsgrad.then(&mut next),
-        step: next(),
-    }
-}
+    use burn_fusion::{ExecutionError, FusionRuntime, FusionTensor};
 
-/// The custom operation: [`launch`] on the CubeBackend tensors behind Fusion's.
-#[derive(Debug)]
-struct FusedStep<R> {
-    desc: CustomOpIr,
-    novograd: NovoGrad,
-    lr: LearningRate,
-    runtime: PhantomData<R>,
-}
+    use super::{Parts, launch};
+    use crate::hyper::Hyper;
 
-/// The CubeBackend whose tensors Fusion holds; its element types do not matter here, since
-/// every handle carries its dtype.
-type Inner<R> = CubeBackend<R, f32, i32, u32>;
+    /// Fusion's tensors over `CubeBackend`.
+    pub(super) type Primitive = FusionTensor<FusionCubeRuntime>;
 
-impl<R: CubeRuntime> Operation<FusionCubeRuntime<R>> for FusedStep<R> {
-    fn execute(
-        &self,
-        handles: &mut HandleContainer<<FusionCubeRuntime<R> as FusionRuntime>::FusionHandle>,
-    ) {
-        let (inputs, outputs) = (&self.desc.inputs, &self.desc.outputs);
-        // Inputs: w, g, m, v, [max v], step; outputs the same less g.
-        let amsgrad = inputs.len() == 6;
-        let mut float = |index: usize| handles.get_float_tensor::<Inner<R>>(&inputs[index]);
-        let (param, grad, moment_1, moment_2) = (float(0), float(1), float(2), float(3));
-        let max_moment_2 = amsgrad.then(|| float(4));
-        let parts = Parts {
-            param,
-            moment_1,
-            moment_2,
-            max_moment_2,
-            step: handles.get_int_tensor::<Inner<R>>(inputs.last().expect("the step counter")),
+    /// Registers the step in the current stream: inputs `w, g, m, v, [max v], step`, outputs
+    /// the same less `g`.
+    pub(super) fn register(
+        hyper: &Hyper,
+        lr: LearningRate,
+        parts: Parts<Primitive>,
+        grad: Primitive,
+    ) -> Parts<Primitive> {
+        let client = parts.param.client.clone();
+        let amsgrad = parts.max_moment_2.is_some();
+        let mut inputs = vec![parts.param, grad, parts.moment_1, parts.moment_2];
+        inputs.extend(parts.max_moment_2);
+        inputs.push(parts.step);
+        // Before `into_ir`, which takes the inputs' shapes.
+        let outputs: Vec<_> = (inputs.iter().enumerate())
+            .filter(|(index, _)| *index != 1)
+            .map(|(_, input)| {
+                TensorIr::uninit(
+                    client.create_empty_handle(),
+                    input.shape.clone(),
+                    input.dtype,
+                )
+            })
+            .collect();
+        // A tensor whose last handle this step holds is read-write: its buffer can be reused.
+        let inputs: Vec<_> = inputs.into_iter().map(FusionTensor::into_ir).collect();
+        let desc = CustomOpIr::new("novograd_step", &inputs, &outputs);
+        let step = FusedStep {
+            desc: desc.clone(),
+            hyper: *hyper,
+            lr,
         };
-        let stepped = launch(&self.novograd, self.lr, parts, grad);
-        let floats = [stepped.param, stepped.moment_1, stepped.moment_2];
-        let floats = floats.into_iter().chain(stepped.max_moment_2);
-        for (output, tensor) in outputs.iter().zip(floats) {
-            handles.register_float_tensor::<Inner<R>>(&output.id, tensor);
+        let outputs = client.register(StreamId::current(), OperationIr::Custom(desc), step);
+        let mut outputs = outputs.into_iter();
+        let mut next = || outputs.next().expect("one output per state tensor");
+        Parts {
+            param: next(),
+            moment_1: next(),
+            moment_2: next(),
+            max_moment_2: amsgrad.then(&mut next),
+            step: next(),
         }
-        let step = outputs.last().expect("the step counter");
-        handles.register_int_tensor::<Inner<R>>(&step.id, stepped.step);
+    }
+
+    /// The custom operation: [`launch`] on the `CubeBackend` tensors behind Fusion's.
+    #[derive(Debug)]
+    struct FusedStep {
+        desc: CustomOpIr,
+        hyper: Hyper,
+        lr: LearningRate,
+    }
+
+    impl Operation<FusionCubeRuntime> for FusedStep {
+        fn execute(
+            &self,
+            handles: &mut HandleContainer<<FusionCubeRuntime as FusionRuntime>::FusionHandle>,
+        ) -> Result<(), ExecutionError> {
+            let (inputs, outputs) = (&self.desc.inputs, &self.desc.outputs);
+            let amsgrad = inputs.len() == 6;
+            let mut float = |index: usize| handles.get_float_tensor::<CubeBackend>(&inputs[index]);
+            let (param, grad, moment_1, moment_2) = (float(0), float(1), float(2), float(3));
+            let max_moment_2 = amsgrad.then(|| float(4));
+            let step = inputs.last().expect("the step counter");
+            let parts = Parts {
+                param,
+                moment_1,
+                moment_2,
+                max_moment_2,
+                step: handles.get_int_tensor::<CubeBackend>(step),
+            };
+            let stepped = launch(&self.hyper, self.lr, parts, grad);
+            let floats = [stepped.param, stepped.moment_1, stepped.moment_2];
+            let floats = floats.into_iter().chain(stepped.max_moment_2);
+            for (output, tensor) in outputs.iter().zip(floats) {
+                handles.register_float_tensor::<CubeBackend>(&output.id, tensor);
+            }
+            let step = outputs.last().expect("the step counter");
+            handles.register_int_tensor::<CubeBackend>(&step.id, stepped.step);
+            Ok(())
+        }
     }
 }

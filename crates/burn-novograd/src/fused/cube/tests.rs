@@ -1,0 +1,126 @@
+//! The fused CubeCL step against the tensor-op step on a WGPU device.
+
+use burn::optim::Optimizer;
+use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
+
+use crate::{NovoGradConfig, WeightDecayMode};
+
+const STEPS: usize = 20;
+const LR: f64 = 0.01;
+/// Steps whose gradient has a NaN, an Inf, elements whose squares overflow f32 (1e20), and
+/// elements whose squares do not but whose sum does from 4 elements on (1e19).
+const NAN_STEP: usize = 4;
+const INF_STEP: usize = 7;
+const HUGE_STEP: usize = 10;
+const SUM_OVERFLOW_STEP: usize = 13;
+
+fn device() -> Device {
+    Device::wgpu(DeviceKind::DefaultDevice)
+}
+
+/// Deterministic values in (−1, 1).
+fn values(len: usize, seed: usize) -> Vec<f32> {
+    (0..len)
+        .map(|index| ((index * 7919 + seed * 104_729) as f32 * 0.618_034).sin())
+        .collect()
+}
+
+fn gradient(len: usize, step: usize) -> Vec<f32> {
+    let mut grad = values(len, step + 1);
+    match step {
+        NAN_STEP => grad[len / 2] = f32::NAN,
+        INF_STEP => grad[len - 1] = f32::NEG_INFINITY,
+        HUGE_STEP => grad.fill(1e20),
+        SUM_OVERFLOW_STEP => grad.fill(1e19),
+        _ => {}
+    }
+    grad
+}
+
+fn host(tensor: &Tensor<1>) -> Vec<f32> {
+    tensor.to_data().iter::<f32>().collect()
+}
+
+/// The parameter after each step, and the final state's scalars (`v`, max `v`, step).
+fn trajectory(config: &NovoGradConfig, len: usize, fused: bool) -> (Vec<Vec<f32>>, Vec<f32>) {
+    let device = device();
+    let optimizer = config.clone().with_fused(fused).build();
+    let mut param = Tensor::<1>::from_data(TensorData::new(values(len, 0), [len]), &device);
+    let mut state = optimizer.initial_state(&param);
+    let mut params = Vec::new();
+    for step in 0..STEPS {
+        let grad = Tensor::from_data(TensorData::new(gradient(len, step), [len]), &device);
+        if fused {
+            let inputs = (param.clone(), grad.clone(), state.clone());
+            assert!(
+                super::takes(&inputs).is_some(),
+                "the fused step takes the inputs"
+            );
+        }
+        let stepped = optimizer.step(LR, param, grad, Some(state));
+        (param, state) = (stepped.0, stepped.1.expect("a state after a step"));
+        params.push(host(&param));
+    }
+    let mut scalars = host(&state.moment_2);
+    scalars.extend(state.max_moment_2.as_ref().map(host).unwrap_or_default());
+    scalars.extend(state.step.to_data().iter::<f32>());
+    params.push(host(&state.moment_1));
+    (params, scalars)
+}
+
+#[test]
+fn fused_step_matches_the_tensor_op_step() {
+    let configs = [
+        NovoGradConfig::new(),
+        NovoGradConfig::new()
+            .with_amsgrad(true)
+            .with_bias_correction(true)
+            .with_weight_decay(0.01),
+        NovoGradConfig::new()
+            .with_weight_decay(0.01)
+            .with_weight_decay_mode(WeightDecayMode::OnUpdate)
+            .with_grad_averaging(true)
+            .with_epsilon_root(1e-6),
+    ];
+    let mut worst = 0.0f64;
+    for config in &configs {
+        for len in [1, 7, 70_000] {
+            let (fused, fused_scalars) = trajectory(config, len, true);
+            let (tensor_ops, tensor_op_scalars) = trajectory(config, len, false);
+            let pairs = fused.iter().flatten().zip(tensor_ops.iter().flatten());
+            for (step, (a, e)) in pairs.enumerate() {
+                let error = (a - e).abs() as f64 / e.abs().max(1.0) as f64;
+                assert!(
+                    error <= 1e-6,
+                    "{config:?}, {len} elements, value {step}: {a} != {e}"
+                );
+                worst = worst.max(error);
+            }
+            for (a, e) in fused_scalars.iter().zip(&tensor_op_scalars) {
+                let error = (a - e).abs() as f64 / e.abs().max(1.0) as f64;
+                assert!(
+                    error <= 1e-6,
+                    "{config:?}, {len} elements: state {fused_scalars:?} != {tensor_op_scalars:?}"
+                );
+            }
+            // The non-finite gradients skipped the step; the 1e19 one only from 4 elements on.
+            let skipped = if len >= 4 { 4.0 } else { 3.0 };
+            assert_eq!(fused_scalars.last(), Some(&(STEPS as f32 - skipped)));
+        }
+    }
+    println!("largest difference, relative to max(|tensor-op value|, 1): {worst:e}");
+}
+
+#[test]
+fn path_reports_the_cube_step() {
+    let expected = match cfg!(feature = "fusion") {
+        true => "cubecl-wgpu+fusion",
+        false => "cubecl-wgpu",
+    };
+    assert_eq!(
+        NovoGradConfig::new().build().fused_path(&device()),
+        Some(expected)
+    );
+    let unfused = NovoGradConfig::new().with_fused(false).build();
+    assert_eq!(unfused.fused_path(&device()), None);
+}
