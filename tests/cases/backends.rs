@@ -77,3 +77,28 @@ fn ndarray_matches_references_and_flex() {
 fn ndarray_f64_matches_references() {
     assert_parity(On::f64(&ndarray()), 1e-12);
 }
+
+/// Burn's WGPU device (Vulkan; lavapipe on a machine without a GPU), under Fusion: the fused
+/// CubeCL step.
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use burn::tensor::{Device, DeviceKind};
+    use burn_novograd::NovoGradConfig;
+    use novograd_tests::{On, assert_fused_matches_tensor_ops, assert_parity};
+
+    fn device() -> Device {
+        Device::wgpu(DeviceKind::DefaultDevice)
+    }
+
+    #[test]
+    fn wgpu_takes_the_fused_step_and_matches_references() {
+        let path = NovoGradConfig::new().build().fused_path(&device());
+        assert_eq!(path, Some("cubecl-wgpu+fusion"));
+        assert_parity(On::f32(&device()), 1e-5);
+    }
+
+    #[test]
+    fn wgpu_fused_step_matches_the_tensor_op_step() {
+        assert_fused_matches_tensor_ops(On::f32(&device()), 1e-6);
+    }
+}

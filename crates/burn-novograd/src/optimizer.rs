@@ -21,7 +21,8 @@ use crate::state::NovoGradState;
 /// [`WeightDecayMode::OnUpdate`] and `bias_correction` give NVIDIA Apex's variants (see
 /// [`NovoGradConfig`]). A gradient containing NaN or ±Inf, or whose `‖g‖²` overflows the
 /// second moment's dtype, skips the step for that tensor: its parameter and state are returned
-/// unchanged, decided on the device without a host sync.
+/// unchanged, decided on the device without a host sync. An empty parameter tensor keeps its
+/// state.
 ///
 /// Built by [`NovoGradConfig::build`]; for a whole module use [`NovoGradConfig::init`].
 #[derive(Clone, Debug)]
@@ -92,6 +93,12 @@ impl Optimizer for NovoGrad {
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
         let state = state.unwrap_or_else(|| self.initial_state(&param));
+        // An empty tensor has nothing to update: it keeps its state. (Burn 0.22.1's CubeCL
+        // element-wise kernels also panic in debug builds on zero-sized tensors of rank ≥ 2:
+        // `CubeTensor::is_nonoverlapping` underflows.)
+        if param.shape().num_elements() == 0 {
+            return (param, Some(state));
+        }
         let inputs = (param, grad, state);
         let (param, state) = match self.fused {
             true => fused::step(&self.hyper, lr, inputs)
@@ -198,11 +205,7 @@ fn where_applied<const D: usize>(
     next: Tensor<D>,
 ) -> Tensor<D> {
     let dims = previous.dims();
-    match dims.contains(&0) {
-        // Empty: nothing to choose, and `expand` rejects a size of 0.
-        true => next,
-        false => previous.mask_where(applied.clone().reshape([1; D]).expand(dims), next),
-    }
+    previous.mask_where(applied.clone().reshape([1; D]).expand(dims), next)
 }
 
 /// The second moment's dtype: f64 for f64 parameters, else f32, since `‖g‖²` overflows f16 as
