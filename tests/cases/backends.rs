@@ -78,27 +78,54 @@ fn ndarray_f64_matches_references() {
     assert_parity(On::f64(&ndarray()), 1e-12);
 }
 
-/// Burn's WGPU device (Vulkan; lavapipe on a machine without a GPU), under Fusion: the fused
-/// CubeCL step.
+/// Burn's WGPU device (Vulkan; Mesa's lavapipe on a machine without a GPU), under Fusion: the
+/// fused CubeCL step.
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::tensor::{Device, DeviceKind};
-    use burn_novograd::NovoGradConfig;
-    use novograd_tests::{On, assert_fused_matches_tensor_ops, assert_parity};
 
     fn device() -> Device {
         Device::wgpu(DeviceKind::DefaultDevice)
     }
 
     #[test]
+    #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_takes_the_fused_step_and_matches_references() {
-        let path = NovoGradConfig::new().build().fused_path(&device());
-        assert_eq!(path, Some("cubecl-wgpu+fusion"));
-        assert_parity(On::f32(&device()), 1e-5);
+        super::assert_gpu_parity(&device(), "cubecl-wgpu+fusion");
     }
 
     #[test]
+    #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_fused_step_matches_the_tensor_op_step() {
-        assert_fused_matches_tensor_ops(On::f32(&device()), 1e-6);
+        super::assert_fused_matches_tensor_ops(super::On::f32(&device()), 1e-6);
     }
+}
+
+/// Burn's CUDA device, under Fusion: the fused CubeCL step.
+#[cfg(feature = "cuda")]
+mod cuda {
+    use burn::tensor::Device;
+
+    fn device() -> Device {
+        Device::cuda(0)
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
+    fn cuda_takes_the_fused_step_and_matches_references() {
+        super::assert_gpu_parity(&device(), "cubecl-cuda+fusion");
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
+    fn cuda_fused_step_matches_the_tensor_op_step() {
+        super::assert_fused_matches_tensor_ops(super::On::f32(&device()), 1e-6);
+    }
+}
+
+/// `device` takes the fused step named `path`, and replays the references within 1e-5.
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+fn assert_gpu_parity(device: &Device, path: &str) {
+    assert_eq!(NovoGradConfig::new().build().fused_path(device), Some(path));
+    assert_parity(On::f32(device), 1e-5);
 }

@@ -57,6 +57,7 @@ mod wgpu {
     }
 
     #[test]
+    #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_fused_step_launches_two_kernels_per_tensor() {
         let device = Device::wgpu(DeviceKind::DefaultDevice);
         let path = NovoGradConfig::new().build().fused_path(&device);

@@ -3,7 +3,7 @@
 //! cores when the tensor is large.
 
 use core::ops::{Add, Mul, Sub};
-use std::sync::OnceLock;
+use std::sync::{Barrier, OnceLock};
 
 use burn::optim::LearningRate;
 
@@ -72,7 +72,10 @@ impl Real for f64 {
 
 /// Both passes over one contiguous tensor, `w` and `m` in place. `None` (and nothing touched)
 /// when `‖g‖²`, rounded to `T` as the second moment is, is not finite: a NaN or ±Inf in `g`, or
-/// a sum past `T`'s range.
+/// a sum past `T`'s range. A large tensor is split over the cores once for both passes: each
+/// thread sums its part of `g`, waits for the others, adds all partial sums in the same order
+/// (so every thread derives the same scalars) and updates its part, while that part of `g` is
+/// still in its cache.
 pub(crate) fn fused_step<T: Real>(
     hyper: &Hyper,
     lr: LearningRate,
@@ -81,19 +84,38 @@ pub(crate) fn fused_step<T: Real>(
     grad: &[T],
     previous: Previous,
 ) -> Option<Scalars> {
-    let grad_norm_sq = T::of(sum_squares(grad)).wide();
-    if !grad_norm_sq.is_finite() {
-        return None;
+    // Adds up the partial sums of ‖g‖², then updates one part of the tensor.
+    let finish = |sum: f64, param: &mut [T], moment_1: &mut [T], grad: &[T]| {
+        let grad_norm_sq = T::of(sum).wide();
+        if !grad_norm_sq.is_finite() {
+            return None;
+        }
+        let scalars = scalars(hyper, grad_norm_sq, previous, T::MAX);
+        update_elements(hyper, lr, &scalars, param, moment_1, grad);
+        Some(scalars)
+    };
+    if param.len() < PARALLEL_MIN {
+        return finish(sum_squares(grad), param, moment_1, grad);
     }
-    let scalars = scalars(hyper, grad_norm_sq, previous, T::MAX);
-    let part = part(param.len());
-    let parts = (param.chunks_mut(part))
+    let part = param.len().div_ceil(cores());
+    let parts: Vec<_> = (param.chunks_mut(part))
         .zip(moment_1.chunks_mut(part))
-        .zip(grad.chunks(part));
-    on_threads(parts.collect(), |((w, m), g)| {
-        update_elements(hyper, lr, &scalars, w, m, g)
-    });
-    Some(scalars)
+        .zip(grad.chunks(part))
+        .collect();
+    let partial_sums: Vec<OnceLock<f64>> = parts.iter().map(|_| OnceLock::new()).collect();
+    let all_summed = Barrier::new(parts.len());
+    let steps = on_threads(
+        parts.into_iter().enumerate().collect(),
+        |(index, ((w, m), g))| {
+            partial_sums[index].get_or_init(|| sum_squares(g));
+            all_summed.wait();
+            let sum = (partial_sums.iter())
+                .map(|partial| *partial.get().expect("every part summed"))
+                .sum();
+            finish(sum, w, m, g)
+        },
+    );
+    steps.into_iter().next().flatten()
 }
 
 /// The scalars of step `t` from `‖g_t‖²` and the previous `v` and running maximum: the same
@@ -161,44 +183,36 @@ fn update_elements<T: Real>(
     }
 }
 
-/// `Σ x²` accumulated in f64 over eight lanes (so that the loop vectorises), split over the
-/// cores when large.
+/// `Σ x²` accumulated in f64 over eight lanes, so that the loop vectorises.
 fn sum_squares<T: Real>(values: &[T]) -> f64 {
-    let sum = |part: &[T]| {
-        let mut lanes = [0.0f64; 8];
-        let mut groups = part.chunks_exact(8);
-        for group in &mut groups {
-            for (lane, &x) in lanes.iter_mut().zip(group) {
-                *lane += x.wide() * x.wide();
-            }
+    let mut lanes = [0.0f64; 8];
+    let mut groups = values.chunks_exact(8);
+    for group in &mut groups {
+        for (lane, &x) in lanes.iter_mut().zip(group) {
+            *lane += x.wide() * x.wide();
         }
-        let rest: f64 = groups.remainder().iter().map(|x| x.wide() * x.wide()).sum();
-        lanes.iter().sum::<f64>() + rest
-    };
-    on_threads(values.chunks(part(values.len())).collect(), sum)
-        .into_iter()
-        .sum()
+    }
+    let rest: f64 = groups.remainder().iter().map(|x| x.wide() * x.wide()).sum();
+    lanes.iter().sum::<f64>() + rest
 }
 
-/// Elements per thread: the whole tensor when small, else an equal part per core.
-fn part(len: usize) -> usize {
+/// The cores a large tensor is split over.
+fn cores() -> usize {
     static CORES: OnceLock<usize> = OnceLock::new();
-    let cores = *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
-    match len < PARALLEL_MIN {
-        true => len.max(1),
-        false => len.div_ceil(cores),
-    }
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
 /// `work` on every item: the first on the calling thread, the others on scoped threads of
-/// their own (measured faster than handing the parts to rayon's pool from outside it).
+/// their own (measured faster than handing the parts to rayon's pool from outside it). One item
+/// runs on the calling thread alone.
 fn on_threads<I: Send, R: Send>(items: Vec<I>, work: impl Fn(I) -> R + Sync) -> Vec<R> {
+    if items.len() <= 1 {
+        return items.into_iter().map(work).collect();
+    }
     let mut items = items.into_iter();
-    let Some(first) = items.next() else {
-        return Vec::new();
-    };
     let work = &work;
     std::thread::scope(|scope| {
+        let first = items.next().expect("two items or more");
         let others: Vec<_> = items.map(|item| scope.spawn(move || work(item))).collect();
         let mut results = vec![work(first)];
         results.extend(

@@ -7,7 +7,7 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::{DispatchDevice, Flex};
 use burn::optim::LearningRate;
-use burn::tensor::{DType, Element, Int, Tensor, TensorData};
+use burn::tensor::{DType, Element, Tensor};
 
 use super::Inputs;
 use super::cpu::{Previous, Real, fused_step};
@@ -45,9 +45,9 @@ pub(super) fn step<const D: usize>(
     let float = |tensor: Tensor<D>| primitive(tensor.try_into_primitive::<Flex>());
     let scalar = |tensor: Tensor<1>| primitive(tensor.try_into_primitive::<Flex>());
     let (param, grad, moment_1) = (float(param), float(grad), float(state.moment_1));
-    let moment_2 = scalar(state.moment_2);
-    let max_moment_2 = state.max_moment_2.map(scalar);
-    let step = primitive(state.step.try_into_primitive::<Flex>());
+    let mut moment_2 = scalar(state.moment_2);
+    let mut max_moment_2 = state.max_moment_2.map(scalar);
+    let mut step = primitive(state.step.try_into_primitive::<Flex>());
     let previous = Previous {
         moment_2: first_float(&moment_2),
         max_moment_2: max_moment_2.as_ref().map(first_float),
@@ -57,21 +57,20 @@ pub(super) fn step<const D: usize>(
         DType::F32 => update::<f32>(hyper, lr, param, grad, moment_1, previous),
         _ => update::<f64>(hyper, lr, param, grad, moment_1, previous),
     };
-    let one = |value: f64| tensor(one_element(value, dtype));
-    let state = match scalars {
-        Some(scalars) => NovoGradState {
-            moment_1: tensor(moment_1),
-            moment_2: one(scalars.moment_2),
-            max_moment_2: scalars.max_moment_2.map(one),
-            step: Tensor::<1, Int>::from_primitive::<Flex>(step).add_scalar(1),
-        },
-        // A NaN or ±Inf in g, or ‖g‖² past the dtype's range: nothing was touched.
-        None => NovoGradState {
-            moment_1: tensor(moment_1),
-            moment_2: tensor(moment_2),
-            max_moment_2: max_moment_2.map(tensor),
-            step: Tensor::from_primitive::<Flex>(step),
-        },
+    // The one-element state in place; untouched when the step is skipped (a NaN or ±Inf in g,
+    // or ‖g‖² past the dtype's range).
+    if let Some(scalars) = scalars {
+        set_first_float(&mut moment_2, scalars.moment_2);
+        if let (Some(max), Some(value)) = (max_moment_2.as_mut(), scalars.max_moment_2) {
+            set_first_float(max, value);
+        }
+        set_first_int(&mut step, previous.step);
+    }
+    let state = NovoGradState {
+        moment_1: tensor(moment_1),
+        moment_2: tensor(moment_2),
+        max_moment_2: max_moment_2.map(tensor),
+        step: Tensor::from_primitive::<Flex>(step),
     };
     Ok((tensor(param), state))
 }
@@ -139,11 +138,20 @@ fn first_int(step: &FlexTensor) -> i64 {
     }
 }
 
-/// A one-element tensor holding `value` in `dtype` (f32 or f64).
-fn one_element(value: f64, dtype: DType) -> FlexTensor {
-    let data = match dtype {
-        DType::F64 => TensorData::new(vec![value], [1]),
-        _ => TensorData::new(vec![value as f32], [1]),
-    };
-    FlexTensor::from_data(data)
+/// Sets the value of a one-element f32 or f64 tensor (copied first if shared).
+fn set_first_float(scalar: &mut FlexTensor, value: f64) {
+    let offset = scalar.layout().start_offset();
+    match scalar.dtype() {
+        DType::F64 => scalar.storage_mut::<f64>()[offset] = value,
+        _ => scalar.storage_mut::<f32>()[offset] = value as f32,
+    }
+}
+
+/// Sets the value of the one-element step counter, an i64 or i32 (copied first if shared).
+fn set_first_int(step: &mut FlexTensor, value: i64) {
+    let offset = step.layout().start_offset();
+    match step.dtype() {
+        DType::I64 => step.storage_mut::<i64>()[offset] = value,
+        _ => step.storage_mut::<i32>()[offset] = value as i32,
+    }
 }

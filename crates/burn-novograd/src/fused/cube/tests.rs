@@ -69,6 +69,7 @@ fn trajectory(config: &NovoGradConfig, len: usize, fused: bool) -> (Vec<Vec<f32>
 }
 
 #[test]
+#[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
 fn fused_step_matches_the_tensor_op_step() {
     let configs = [
         NovoGradConfig::new(),
@@ -112,6 +113,7 @@ fn fused_step_matches_the_tensor_op_step() {
 }
 
 #[test]
+#[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
 fn path_reports_the_cube_step() {
     let expected = match cfg!(feature = "fusion") {
         true => "cubecl-wgpu+fusion",
