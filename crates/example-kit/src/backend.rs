@@ -4,11 +4,13 @@
 use std::fmt;
 
 use burn::tensor::Device;
+use burn::tensor::distributed::{DistributedConfig, ReduceOperation};
+use burn::train::{ExecutionStrategy, MultiDeviceOptim};
 use clap::ValueEnum;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// A Burn backend; each is compiled in by the cargo feature of the same name.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum BackendName {
     /// Burn's Flex, pure Rust on the CPU (the default; needs nothing installed).
@@ -33,6 +35,19 @@ impl BackendName {
     /// backend's cargo feature is off. The CPU backends have one device: several entries are
     /// data-parallel workers sharing it.
     pub fn devices(self, count: usize) -> Result<Vec<Device>, String> {
+        Ok(self
+            .plain_devices(count)?
+            .into_iter()
+            .map(Device::autodiff)
+            .collect())
+    }
+
+    /// This backend's first device, without autodiff: where a trained model predicts.
+    pub fn device(self) -> Result<Device, String> {
+        Ok(self.plain_devices(1)?.remove(0))
+    }
+
+    fn plain_devices(self, count: usize) -> Result<Vec<Device>, String> {
         let count = count.max(1);
         let devices: Vec<Device> = match self {
             #[cfg(feature = "flex")]
@@ -56,7 +71,25 @@ impl BackendName {
                 ));
             }
         };
-        Ok(devices.into_iter().map(Device::autodiff).collect())
+        Ok(devices)
+    }
+
+    /// How `devices` train together. One device trains alone. Several train through Burn's
+    /// distributed data parallel (DDP: each device steps on the mean of all devices' gradients)
+    /// where Burn 0.22.1 has collective operations, which is CUDA only; elsewhere (Flex, ndarray,
+    /// wgpu) DDP panics, so they train through Burn's multi-device strategy (the devices' summed
+    /// gradients, one optimizer step on the first device).
+    pub fn execution_strategy(self, devices: Vec<Device>) -> ExecutionStrategy {
+        match (self, devices.as_slice()) {
+            (_, [device]) => ExecutionStrategy::single(device.clone()),
+            (BackendName::Cuda, _) => ExecutionStrategy::ddp(
+                devices,
+                DistributedConfig {
+                    all_reduce_op: ReduceOperation::Mean,
+                },
+            ),
+            _ => ExecutionStrategy::multi(devices, MultiDeviceOptim::OptimMainDevice),
+        }
     }
 }
 

@@ -4,6 +4,7 @@
 
 pub mod backend;
 pub mod cli;
+pub mod config;
 pub mod data;
 pub mod mnist;
 pub mod optimizer;
@@ -12,12 +13,17 @@ pub mod text;
 pub mod training;
 
 pub use backend::{BackendName, Job, run_on};
-pub use cli::{CommonArgs, RUN_MARKER, prepare_artifact_dir};
+pub use cli::{CommonArgs, DecayMode, RUN_MARKER, prepare_artifact_dir, resumable_checkpoint};
+pub use config::{CONFIG_FILE, RunConfig, load_weights};
 pub use data::DataError;
-pub use optimizer::{AnyOptimizer, Defaults, Hyper, OptimizerName, OptimizerSpec, state_bytes};
-pub use report::{RunReport, Series, bars, plot};
+pub use optimizer::{
+    AnyOptimizer, Defaults, Hyper, NO_DECAY_PATHS, NovoGradOptions, OptimizerName, OptimizerSpec,
+    state_bytes,
+};
+pub use report::{RunReport, STEP_LOSS_PLOT, Series, bars, plot, plot_step_losses};
 pub use training::{
-    EpochStats, RunSettings, Trained, fit, loader, state_bytes_after_one_step, train, warmup_cosine,
+    EpochStats, MODEL_FILE, RunSettings, Trained, fit, loader, state_bytes_after_one_step,
+    step_losses, train, warmup_cosine,
 };
 
 /// Prints `error: MESSAGE` and exits with status 2: how the example binaries report bad input.

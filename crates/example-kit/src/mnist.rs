@@ -245,6 +245,31 @@ fn parse_labels(path: &Path, bytes: &[u8]) -> Result<Vec<u8>, DataError> {
     Ok(labels.to_vec())
 }
 
+/// The 28×28 grey pixels of a PNG or binary PGM (P5) image, for a prediction: colour is turned
+/// to grey, and another size is resized to 28×28 (the second value says so). MNIST digits are
+/// light on a dark background.
+pub fn read_image(path: &Path) -> Result<(Vec<u8>, bool), DataError> {
+    let bytes = read_file(path)?;
+    let format = image::guess_format(&bytes)
+        .ok()
+        .filter(|format| matches!(format, image::ImageFormat::Png | image::ImageFormat::Pnm))
+        .ok_or_else(|| DataError::new(path, "is neither a PNG nor a binary PGM (P5) image"))?;
+    let decoded = image::load_from_memory_with_format(&bytes, format)
+        .map_err(|error| DataError::new(path, format!("cannot be decoded: {error}")))?;
+    let grey = decoded.to_luma8();
+    if grey.width() == 0 || grey.height() == 0 {
+        return Err(DataError::new(path, "is an empty image"));
+    }
+    let resized = grey.dimensions() != (SIDE as u32, SIDE as u32);
+    let grey = if resized {
+        let side = SIDE as u32;
+        image::imageops::resize(&grey, side, side, image::imageops::FilterType::Triangle)
+    } else {
+        grey
+    };
+    Ok((grey.into_raw(), resized))
+}
+
 /// Writes `split` as the two IDX files `{stem}-images-idx3-ubyte` and `{stem}-labels-idx1-ubyte`
 /// in `dir` (gzip-compressed when `gzip`): the inverse of the reader, for tests and subsets.
 pub fn write_idx(dir: &Path, stem: &str, split: &MnistSplit, gzip: bool) -> std::io::Result<()> {

@@ -4,11 +4,13 @@
 
 use std::fmt;
 
+use burn::grad_clipping::GradientClippingConfig;
+use burn::module::ParamGroup;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::tensor::Device;
-use burn_novograd::NovoGradConfig;
+use burn_novograd::{NovoGradConfig, WeightDecayMode};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -51,6 +53,41 @@ pub struct Defaults {
     pub sgd: Hyper,
 }
 
+/// NovoGrad's options besides learning rate and weight decay (`NovoGradConfig`'s fields of the
+/// same names; the defaults are its defaults).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct NovoGradOptions {
+    /// First-moment decay.
+    pub beta_1: f32,
+    /// Second-moment decay.
+    pub beta_2: f32,
+    /// Added to `√v`.
+    pub epsilon: f32,
+    /// Where weight decay enters.
+    pub weight_decay_mode: WeightDecayMode,
+    /// Multiply the moment's input by `1 − β1`.
+    pub grad_averaging: bool,
+    /// Normalise by the running maximum of `v`.
+    pub amsgrad: bool,
+    /// Adam-style bias correction of both moments.
+    pub bias_correction: bool,
+}
+
+impl Default for NovoGradOptions {
+    fn default() -> Self {
+        let config = NovoGradConfig::new();
+        Self {
+            beta_1: config.beta_1,
+            beta_2: config.beta_2,
+            epsilon: config.epsilon,
+            weight_decay_mode: config.weight_decay_mode,
+            grad_averaging: config.grad_averaging,
+            amsgrad: config.amsgrad,
+            bias_correction: config.bias_correction,
+        }
+    }
+}
+
 /// An optimizer with its hyperparameters: what a run trains with.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct OptimizerSpec {
@@ -59,10 +96,21 @@ pub struct OptimizerSpec {
     /// Its learning rate and weight decay.
     #[serde(flatten)]
     pub hyper: Hyper,
+    /// NovoGrad's other options (`None` for the other optimizers).
+    pub novograd: Option<NovoGradOptions>,
+    /// Clip each parameter's gradient to this L2 norm before the step.
+    pub grad_clip_norm: Option<f32>,
+    /// No weight decay on biases and normalisation parameters.
+    pub no_decay_bias_norm: bool,
 }
 
+/// Parameters that `--no-decay-bias-norm` exempts from weight decay, by module path: biases,
+/// and the scale (`gamma`) and shift (`beta`) of Burn's normalisation layers.
+pub const NO_DECAY_PATHS: [&str; 3] = [r"(^|\.)bias$", r"(^|\.)gamma$", r"(^|\.)beta$"];
+
 impl OptimizerSpec {
-    /// `name` with the task's defaults, overridden by `lr` and `weight_decay` when given.
+    /// `name` with the task's defaults, overridden by `lr` and `weight_decay` when given;
+    /// NovoGrad's other options at their defaults, no clipping, decay on every parameter.
     pub fn new(
         name: OptimizerName,
         defaults: &Defaults,
@@ -80,35 +128,134 @@ impl OptimizerSpec {
                 lr: lr.unwrap_or(default.lr),
                 weight_decay: weight_decay.unwrap_or(default.weight_decay),
             },
+            novograd: (name == OptimizerName::Novograd).then(NovoGradOptions::default),
+            grad_clip_norm: None,
+            no_decay_bias_norm: false,
         }
     }
 
-    /// NovoGrad's configuration for this spec (`None` for the other optimizers).
-    pub fn novograd(&self) -> Option<NovoGradConfig> {
-        (self.name == OptimizerName::Novograd)
-            .then(|| NovoGradConfig::new().with_weight_decay(self.hyper.weight_decay))
+    /// Why this spec cannot train, in the command line's words, if it cannot.
+    pub fn validate(&self) -> Result<(), String> {
+        let lr = self.hyper.lr;
+        if !(lr > 0.0 && lr <= 1.0) {
+            return Err(format!(
+                "--lr {lr}: Burn's learning-rate schedulers take a peak rate in (0, 1]"
+            ));
+        }
+        let decay = self.hyper.weight_decay;
+        if !(decay.is_finite() && decay >= 0.0) {
+            return Err(format!(
+                "--weight-decay {decay}: expected a finite value >= 0"
+            ));
+        }
+        if let Some(norm) = self.grad_clip_norm
+            && !(norm.is_finite() && norm > 0.0)
+        {
+            return Err(format!(
+                "--grad-clip-norm {norm}: expected a finite value > 0"
+            ));
+        }
+        if let Some(config) = self.novograd_config() {
+            config.validate().map_err(|error| {
+                format!(
+                    "--{} {}: expected {}",
+                    error.field.replace('_', "-"),
+                    error.value,
+                    error.expected
+                )
+            })?;
+        }
+        Ok(())
     }
 
-    /// The optimizer.
-    pub fn init(&self) -> AnyOptimizer {
+    /// NovoGrad's full configuration for this spec (`None` for the other optimizers).
+    pub fn novograd_config(&self) -> Option<NovoGradConfig> {
+        let options = self.novograd?;
+        Some(
+            NovoGradConfig::new()
+                .with_beta_1(options.beta_1)
+                .with_beta_2(options.beta_2)
+                .with_epsilon(options.epsilon)
+                .with_weight_decay(self.hyper.weight_decay)
+                .with_weight_decay_mode(options.weight_decay_mode)
+                .with_grad_averaging(options.grad_averaging)
+                .with_amsgrad(options.amsgrad)
+                .with_bias_correction(options.bias_correction)
+                .with_grad_clipping(self.grad_clipping()),
+        )
+    }
+
+    fn adamw_config(&self) -> AdamWConfig {
+        AdamWConfig::new()
+            .with_epsilon(1e-8)
+            .with_weight_decay(self.hyper.weight_decay)
+            .with_grad_clipping(self.grad_clipping())
+    }
+
+    fn sgd_config(&self) -> SgdConfig {
         let decay = self.hyper.weight_decay;
+        SgdConfig::new()
+            .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+            .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay)))
+            .with_gradient_clipping(self.grad_clipping())
+    }
+
+    fn grad_clipping(&self) -> Option<GradientClippingConfig> {
+        self.grad_clip_norm.map(GradientClippingConfig::Norm)
+    }
+
+    /// The Burn configuration of the optimizer, every field, as JSON (for `config.json`).
+    pub fn burn_config(&self) -> serde_json::Value {
+        let json = match self.name {
+            OptimizerName::Novograd => serde_json::to_value(self.novograd_config()),
+            OptimizerName::Adamw => serde_json::to_value(self.adamw_config()),
+            OptimizerName::Sgd => serde_json::to_value(self.sgd_config()),
+        };
+        json.expect("Burn configs serialize")
+    }
+
+    /// The optimizer; with `no_decay_bias_norm`, parameters matching [`NO_DECAY_PATHS`] go to
+    /// a group of the same optimizer without weight decay (and with the same clipping).
+    pub fn init(&self) -> AnyOptimizer {
+        let optimizer = match self.name {
+            OptimizerName::Novograd => self.novograd_config().expect("NovoGrad's options").init(),
+            OptimizerName::Adamw => self.adamw_config().init(),
+            OptimizerName::Sgd => self.sgd_config().init(),
+        };
+        if !self.no_decay_bias_norm {
+            return optimizer;
+        }
+        let group = ParamGroup::from_any_regexes(NO_DECAY_PATHS.to_vec()).expect("valid regexes");
+        let clipping = self.grad_clipping().map(|clipping| clipping.init());
+        let undecayed = Self {
+            hyper: Hyper {
+                weight_decay: 0.0,
+                ..self.hyper
+            },
+            ..*self
+        };
         match self.name {
-            OptimizerName::Novograd => NovoGradConfig::new().with_weight_decay(decay).init(),
-            OptimizerName::Adamw => AdamWConfig::new()
-                .with_epsilon(1e-8)
-                .with_weight_decay(decay)
-                .init(),
-            OptimizerName::Sgd => SgdConfig::new()
-                .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
-                .with_weight_decay((decay > 0.0).then(|| WeightDecayConfig::new(decay)))
-                .init(),
+            OptimizerName::Novograd => optimizer.with_group(
+                group,
+                undecayed
+                    .novograd_config()
+                    .expect("NovoGrad's options")
+                    .build(),
+                clipping,
+            ),
+            OptimizerName::Adamw => {
+                optimizer.with_group(group, undecayed.adamw_config().build(), clipping)
+            }
+            OptimizerName::Sgd => {
+                optimizer.with_group(group, undecayed.sgd_config().build(), clipping)
+            }
         }
     }
 
     /// Which NovoGrad step parameters on `device` take, in words: `"fused (flex)"` or
     /// `"tensor ops"`; `None` for the other optimizers.
     pub fn novograd_step(&self, device: &Device) -> Option<String> {
-        let path = self.novograd()?.build().fused_path(device);
+        let path = self.novograd_config()?.build().fused_path(device);
         Some(path.map_or_else(
             || "tensor ops".to_string(),
             |path| format!("fused ({path})"),

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::backend::BackendName;
 use crate::optimizer::OptimizerSpec;
-use crate::training::EpochStats;
+use crate::training::{EpochStats, step_losses};
 
 /// The results of one training run; `outcome` holds the task's final figures.
 #[derive(Clone, Debug, Serialize)]
@@ -69,6 +69,30 @@ impl Series {
     }
 }
 
+/// The curve of the training loss per step in an artifact directory.
+pub const STEP_LOSS_PLOT: &str = "loss-steps.png";
+
+/// Draws the training loss of every step of the run in `dir` ([`step_losses`]) into
+/// `dir/loss-steps.png`, titled `title`.
+pub fn plot_step_losses(
+    dir: &Path,
+    title: &str,
+    epochs: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let losses = step_losses(dir, epochs);
+    let series = Series {
+        label: "train, per step".to_string(),
+        points: losses,
+    };
+    plot(
+        &dir.join(STEP_LOSS_PLOT),
+        title,
+        ("step", "loss"),
+        &[series],
+        false,
+    )
+}
+
 /// Draws `series` as lines into a PNG at `path`; `log_x` for a logarithmic x axis.
 pub fn plot(
     path: &Path,
@@ -115,7 +139,11 @@ pub fn plot(
                     .legend(move |(x, y)| {
                         PathElement::new([(x, y), (x + 20, y)], color.stroke_width(2))
                     });
-                chart.draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                // Markers on short series only (per-epoch curves, not per-step ones).
+                if s.points.len() <= 100 {
+                    chart
+                        .draw_series(s.points.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+                }
             }
             chart
                 .configure_series_labels()

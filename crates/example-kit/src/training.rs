@@ -3,27 +3,29 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use burn::data::dataloader::batcher::Batcher;
-use burn::data::dataloader::{DataLoader, DataLoaderBuilder};
+use burn::data::dataloader::{DataLoader, DataLoaderBuilder, DataLoaderIterator};
 use burn::data::dataset::Dataset;
 use burn::lr_scheduler::composed::ComposedLrSchedulerConfig;
 use burn::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::lr_scheduler::linear::LinearLrSchedulerConfig;
 use burn::lr_scheduler::module_lr_scheduler::ModuleLrScheduler;
+use burn::module::Module;
 use burn::optim::ModuleOptimizer;
 use burn::tensor::Device;
 use burn::train::logger::{EvaluationProgressLogger, TrainingProgressLogger};
-use burn::train::metric::{MetricDefinition, MetricId};
+use burn::train::metric::{MetricDefinition, MetricId, NumericEntry};
 use burn::train::renderer::{
     EvaluationName, MetricState, MetricsRenderer, MetricsRendererEvaluation,
     MetricsRendererTraining,
 };
 use burn::train::{
-    ExecutionStrategy, InferenceStep, Learner, LearnerModel, LearnerSummary, MultiDeviceOptim,
-    SupervisedTraining, TrainStep,
+    ExecutionStrategy, InferenceStep, Learner, LearnerModel, LearnerSummary, SupervisedTraining,
+    TrainStep,
 };
 use serde::Serialize;
 
@@ -58,10 +60,11 @@ pub struct Trained<M> {
     pub train_seconds: f64,
 }
 
-/// Trains `model` for `epochs` epochs with Burn's `SupervisedTraining` + `Learner`, data-parallel
-/// over `devices` (autodiff devices) when there are several, checkpointing every epoch under
-/// `artifact_dir`. `metrics` registers the task's metrics; "Loss" and "Accuracy" end up in the
-/// history.
+/// Trains `model` for `epochs` epochs (in total) with Burn's `SupervisedTraining` + `Learner`
+/// under `strategy`, checkpointing every epoch under `artifact_dir`; with `resume_from`, the
+/// Learner first loads the model, optimizer and scheduler of that epoch's checkpoint and goes on
+/// from the next epoch. `metrics` registers the task's metrics; "Loss" and "Accuracy" end up in
+/// the history.
 #[allow(clippy::too_many_arguments)]
 pub fn fit<M: LearnerModel>(
     model: M,
@@ -69,9 +72,10 @@ pub fn fit<M: LearnerModel>(
     scheduler: impl Into<ModuleLrScheduler>,
     train: Arc<dyn DataLoader<<M as TrainStep>::Input>>,
     valid: Arc<dyn DataLoader<<M as InferenceStep>::Input>>,
-    devices: Vec<Device>,
+    strategy: ExecutionStrategy,
     epochs: usize,
     artifact_dir: &Path,
+    resume_from: Option<usize>,
     metrics: impl FnOnce(SupervisedTraining<M>) -> SupervisedTraining<M>,
 ) -> Trained<M> {
     let clock = Arc::new(Mutex::new(EpochClock::default()));
@@ -79,26 +83,91 @@ pub fn fit<M: LearnerModel>(
         clock: clock.clone(),
         ..LineRenderer::default()
     };
-    let strategy = match devices.as_slice() {
-        [device] => ExecutionStrategy::single(device.clone()),
-        _ => ExecutionStrategy::multi(devices, MultiDeviceOptim::OptimMainDevice),
-    };
     let training = SupervisedTraining::new(artifact_dir, train, valid)
         .with_default_checkpointers()
         .with_training_strategy(strategy.into())
         .renderer(Box::new(renderer))
         .num_epochs(epochs);
+    let training = match resume_from {
+        Some(epoch) => training.checkpoint(epoch),
+        None => training,
+    };
     let start = Instant::now();
     let result = metrics(training).launch(Learner::new(model, optimizer, scheduler));
     if let Some(error) = &result.error {
         panic!("training failed: {error:?}");
     }
     let train_seconds = start.elapsed().as_secs_f64();
-    let seconds = clock.lock().expect("clock").epoch_seconds(Instant::now());
+    let mut seconds = clock.lock().expect("clock").epoch_seconds(Instant::now());
+    // Epochs before a resume (all of them when the checkpoint was the last) took 0 s here.
+    seconds.resize(seconds.len().max(epochs), 0.0);
     Trained {
         model: result.model,
         history: history(artifact_dir, &seconds),
         train_seconds,
+    }
+}
+
+/// A training loader whose epochs do not depend on how many came before in this process, so
+/// that a run resumed after epoch `k` trains epoch `k + 1` as an uninterrupted run does: epoch
+/// `e` (from 0) seeds the device's random numbers (dropout; in epoch 0 also Burn's lazy
+/// parameter initialisation) with the run's seed + `e`, and a copy made for a device (which
+/// Burn's loaders give a shuffling state of its own) first skips the shuffles of the epochs
+/// already trained.
+struct EpochSeeded<O> {
+    inner: Arc<dyn DataLoader<O>>,
+    seed: u64,
+    epochs_done: usize,
+    next_epoch: AtomicUsize,
+    device: Option<Device>,
+}
+
+impl<O: 'static> EpochSeeded<O> {
+    fn new(inner: Arc<dyn DataLoader<O>>, seed: u64, epochs_done: usize) -> Self {
+        Self {
+            inner,
+            seed,
+            epochs_done,
+            next_epoch: AtomicUsize::new(epochs_done),
+            device: None,
+        }
+    }
+
+    /// `inner` (a fresh copy) after the shuffles of the epochs already trained.
+    fn copy(
+        &self,
+        inner: Arc<dyn DataLoader<O>>,
+        device: Option<Device>,
+    ) -> Arc<dyn DataLoader<O>> {
+        for _ in 0..self.epochs_done {
+            drop(inner.iter());
+        }
+        Arc::new(Self {
+            device,
+            ..Self::new(inner, self.seed, self.epochs_done)
+        })
+    }
+}
+
+impl<O: 'static> DataLoader<O> for EpochSeeded<O> {
+    fn iter<'a>(&'a self) -> Box<dyn DataLoaderIterator<O> + 'a> {
+        let epoch = self.next_epoch.fetch_add(1, Ordering::Relaxed) as u64;
+        if let Some(device) = &self.device {
+            device.seed(self.seed.wrapping_add(epoch));
+        }
+        self.inner.iter()
+    }
+
+    fn num_items(&self) -> usize {
+        self.inner.num_items()
+    }
+
+    fn to_device(&self, device: &Device) -> Arc<dyn DataLoader<O>> {
+        self.copy(self.inner.to_device(device), Some(device.clone()))
+    }
+
+    fn slice(&self, start: usize, end: usize) -> Arc<dyn DataLoader<O>> {
+        self.copy(self.inner.slice(start, end), self.device.clone())
     }
 }
 
@@ -107,16 +176,20 @@ pub fn fit<M: LearnerModel>(
 pub struct RunSettings {
     /// Optimizer and hyperparameters.
     pub optimizer: OptimizerSpec,
-    /// The backend the run is launched on (for the report).
+    /// The backend the run is launched on.
     pub backend: BackendName,
+    /// Devices to train on, data-parallel when more than one.
+    pub devices: usize,
     /// Epochs over the training data.
     pub epochs: usize,
     /// Items per batch (per device).
     pub batch_size: usize,
-    /// Seed of the initialisation and the shuffling.
+    /// Seed of the initialisation, the shuffling and dropout.
     pub seed: u64,
-    /// Where checkpoints, logs, `results.json` and the curves go.
+    /// Where checkpoints, logs, `results.json`, the model and the curves go.
     pub artifact_dir: PathBuf,
+    /// Continue from the Learner's checkpoint of this epoch in `artifact_dir`.
+    pub resume_from: Option<usize>,
 }
 
 /// A data loader over `dataset`, shuffled by `shuffle`'s seed when given. Its batches are built
@@ -139,10 +212,10 @@ where
     }
 }
 
-/// Trains `model` as `settings` say, with warm-up + cosine decay over all steps, and reports
-/// with the task's `outcome` of the trained model (in validation mode, on the plain device) and
-/// the number of steps. `metrics` registers the task's metrics. Prints which NovoGrad step the
-/// device takes.
+/// Trains `model` as `settings` say, with warm-up + cosine decay over all steps, saves the
+/// trained model as `model.bpk` in the artifact directory, and reports with the task's `outcome`
+/// of the trained model (in validation mode, on the plain device) and the number of steps.
+/// `metrics` registers the task's metrics. Prints which NovoGrad step the device takes.
 pub fn train<M, T>(
     settings: &RunSettings,
     model: M,
@@ -160,12 +233,20 @@ where
     if let Some(step) = settings.optimizer.novograd_step(&devices[0]) {
         println!("NovoGrad step: {step}");
     }
+    if let Some(epoch) = settings.resume_from {
+        println!("resuming after epoch {epoch} from its checkpoint");
+    }
     let steps = settings.epochs
         * train
             .num_items()
             .div_ceil(settings.batch_size * devices_used);
     let scheduler = warmup_cosine(settings.optimizer.hyper.lr, steps / 20, steps);
     let optimizer = settings.optimizer.init();
+    let train: Arc<dyn DataLoader<_>> = Arc::new(EpochSeeded::new(
+        train,
+        settings.seed,
+        settings.resume_from.unwrap_or(0),
+    ));
     let first_batch = train
         .to_device(&devices[0])
         .iter()
@@ -179,11 +260,16 @@ where
         scheduler,
         train,
         valid,
-        devices,
+        settings.backend.execution_strategy(devices),
         settings.epochs,
         &settings.artifact_dir,
+        settings.resume_from,
         metrics,
     );
+    let model_file = settings.artifact_dir.join(MODEL_FILE);
+    if let Err(error) = trained.model.clone().save_file(&model_file) {
+        crate::fail(format!("cannot save {}: {error}", model_file.display()));
+    }
     RunReport {
         optimizer: settings.optimizer,
         backend: settings.backend,
@@ -198,16 +284,41 @@ where
     }
 }
 
+/// The trained model's weights in an artifact directory, as Burn's burnpack file.
+pub const MODEL_FILE: &str = "model.bpk";
+
+/// The training loss of every step (iteration) of the run in `artifact_dir`, as Burn's Learner
+/// logged it (`train/epoch-N/Loss.log`, one line per step, then the epoch's final value):
+/// `(step, loss)` from step 1.
+pub fn step_losses(artifact_dir: &Path, epochs: usize) -> Vec<(f64, f64)> {
+    (1..=epochs)
+        .flat_map(|epoch| {
+            let log = artifact_dir.join(format!("train/epoch-{epoch}/Loss.log"));
+            let text = std::fs::read_to_string(log).unwrap_or_default();
+            text.lines()
+                .filter_map(|line| NumericEntry::deserialize(line).ok())
+                .filter(|entry| !matches!(entry, NumericEntry::Final(_)))
+                .map(|entry| entry.current())
+                .collect::<Vec<_>>()
+        })
+        .enumerate()
+        .map(|(index, loss)| ((index + 1) as f64, loss))
+        .collect()
+}
+
 /// Bytes of `optimizer`'s state after one step on `batch` (built on the model's autodiff
 /// device), through Burn's burnpack record. Neither `model` nor `optimizer` is changed.
-pub fn state_bytes_after_one_step<M: TrainStep + burn::module::Module>(
+pub fn state_bytes_after_one_step<M: TrainStep + Module>(
     model: &M,
     optimizer: &ModuleOptimizer,
     batch: <M as TrainStep>::Input,
 ) -> usize {
+    // A copy of its own: clones share running statistics (batch norm), which a training step
+    // updates, and a checkpoint loaded into `model` must not be overwritten by this step's.
+    let model = model.valid().train();
     let grads = model.step(batch).grads;
     let mut optimizer = optimizer.clone();
-    let _ = optimizer.step(1e-3, model.clone(), grads);
+    let _ = optimizer.step(1e-3, model, grads);
     state_bytes(&optimizer)
 }
 

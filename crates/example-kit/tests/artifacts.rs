@@ -3,7 +3,7 @@
 
 use std::path::Path;
 
-use example_kit::{RUN_MARKER, prepare_artifact_dir};
+use example_kit::{RUN_MARKER, prepare_artifact_dir, resumable_checkpoint};
 
 const PLOTS: [&str; 2] = ["loss.png", "accuracy.png"];
 
@@ -40,8 +40,11 @@ fn write_run_outputs(dir: &Path) {
         "valid/epoch-1/Loss.log",
         "experiment.log",
         "results.json",
+        "config.json",
+        "model.bpk",
         "loss.png",
         "accuracy.png",
+        "loss-steps.png",
     ] {
         std::fs::write(dir.join(file), "run").unwrap();
     }
@@ -92,8 +95,11 @@ fn overwrite_removes_only_what_a_run_writes() {
         "valid",
         "experiment.log",
         "results.json",
+        "config.json",
+        "model.bpk",
         "loss.png",
         "accuracy.png",
+        "loss-steps.png",
     ] {
         assert!(!dir.path().join(gone).exists(), "{gone} should be removed");
     }
@@ -121,6 +127,31 @@ fn an_earlier_run_of_the_same_example_is_reused() {
     // Another example's run is not this one's.
     let error = prepare_artifact_dir(dir.path(), "mnist", &PLOTS, false).unwrap_err();
     assert!(error.contains("an earlier run of char-lm"), "{error}");
+    assert_user_files_kept(dir.path());
+}
+
+#[test]
+fn resume_goes_on_from_the_last_complete_checkpoint() {
+    let dir = user_dir();
+    let error = resumable_checkpoint(dir.path(), "mnist").unwrap_err();
+    assert!(error.contains("holds no earlier run of mnist"), "{error}");
+    prepare_artifact_dir(dir.path(), "mnist", &PLOTS, true).unwrap();
+    let error = resumable_checkpoint(dir.path(), "mnist").unwrap_err();
+    assert!(error.contains("holds no complete checkpoint"), "{error}");
+    write_run_outputs(dir.path());
+    for file in [
+        "model-2.bpk",
+        "optim-2.bpk",
+        "scheduler-2.bpk",
+        "model-3.bpk",
+        "optim-3.bpk",
+    ] {
+        std::fs::write(dir.path().join("checkpoint").join(file), "run").unwrap();
+    }
+    // Epoch 3 lacks its scheduler: the run stopped while writing it.
+    assert_eq!(resumable_checkpoint(dir.path(), "mnist"), Ok(2));
+    let error = resumable_checkpoint(dir.path(), "char-lm").unwrap_err();
+    assert!(error.contains("holds no earlier run of char-lm"), "{error}");
     assert_user_files_kept(dir.path());
 }
 

@@ -5,13 +5,18 @@
 pub mod data;
 pub mod model;
 
+use std::path::{Path, PathBuf};
+
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
 use burn::train::SupervisedTraining;
-use burn::train::metric::LossMetric;
+use burn::train::metric::{LearningRateMetric, LossMetric};
 use example_kit::text::CharCorpus;
-use example_kit::{Defaults, Hyper, Job, RunReport, RunSettings, Series, loader, plot, train};
-use serde::Serialize;
+use example_kit::{
+    Defaults, Hyper, Job, RunConfig, RunReport, RunSettings, Series, load_weights, loader, plot,
+    plot_step_losses, train,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::data::{TokenBatcher, Windows};
 use crate::model::{Model, ModelConfig};
@@ -77,6 +82,7 @@ impl Job for LmRun {
         let metrics = |training: SupervisedTraining<_>| {
             training
                 .metric_train_numeric(LossMetric::new())
+                .metric_train_numeric(LearningRateMetric::new())
                 .metric_valid_numeric(LossMetric::new())
         };
         train(
@@ -90,7 +96,7 @@ impl Job for LmRun {
                 let valid_loss = mean_loss(model, valid_windows, batch_size);
                 let sample = self.prompt.as_ref().map(|(prompt, length)| {
                     self.corpus
-                        .decode(&generate(model, prompt, *length, context, seed))
+                        .decode(&generate(model, prompt, *length, SAMPLE_TEMPERATURE, seed))
                 });
                 LmOutcome {
                     valid_loss,
@@ -118,16 +124,43 @@ pub fn mean_loss(model: &Model, windows: Windows, batch_size: usize) -> f64 {
     total / count.max(1) as f64
 }
 
-/// `prompt` followed by `length` characters sampled from `model` (on its device) at
-/// temperature 0.8.
+/// The temperature of the sample a training run prints.
+pub const SAMPLE_TEMPERATURE: f32 = 0.8;
+
+/// Where a run's text came from, how much of it trained, and its characters (the `data` of its
+/// `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LmData {
+    /// The text file (`None`: tiny-shakespeare, downloaded into the cache).
+    pub text: Option<PathBuf>,
+    /// Trained on at most this many windows per epoch.
+    pub window_limit: Option<usize>,
+    /// The text's distinct characters, sorted: token `i` is the `i`-th.
+    pub vocabulary: String,
+}
+
+/// A run's `config.json`.
+pub type LmConfig = RunConfig<ModelConfig, LmData>;
+
+/// The trained model of the run in the artifact directory `dir`, on `device`, and the run's
+/// configuration, or why there is none.
+pub fn load_trained(dir: &Path, device: &Device) -> Result<(Model, LmConfig), String> {
+    let config = LmConfig::load(dir, "char-lm")?;
+    let model = load_weights(config.model.init(device), dir)?;
+    Ok((model, config))
+}
+
+/// `prompt` followed by `length` tokens sampled from `model` (on its device) at `temperature`
+/// (> 0; lower is more conservative), drawn with `seed`.
 pub fn generate(
     model: &Model,
     prompt: &[u32],
     length: usize,
-    context: usize,
+    temperature: f32,
     seed: u64,
 ) -> Vec<u32> {
     let device = &model.devices()[0];
+    let context = model.context();
     let mut tokens = prompt.to_vec();
     let mut state = seed | 1;
     for _ in 0..length {
@@ -144,7 +177,7 @@ pub fn generate(
         let last = logits
             .slice([0..1, positions - 1..positions, 0..vocabulary])
             .reshape([vocabulary]);
-        let probabilities: Vec<f32> = softmax(last.div_scalar(0.8), 0)
+        let probabilities: Vec<f32> = softmax(last.div_scalar(temperature), 0)
             .into_data()
             .iter::<f32>()
             .collect();
@@ -165,15 +198,22 @@ pub fn generate(
     tokens
 }
 
-/// The PNG curves a run writes into its artifact directory.
+/// The per-epoch PNG curve a run writes into its artifact directory (beside the kit's
+/// per-step loss curve).
 pub const PLOTS: [&str; 1] = ["loss.png"];
 
-/// Writes `loss.png` of `report`'s history into `dir`.
+/// Writes `loss.png` of `report`'s history, and the training loss per step (`loss-steps.png`,
+/// from the Learner's logs), into `dir`.
 pub fn plot_curves(
     report: &RunReport<LmOutcome>,
-    dir: &std::path::Path,
+    dir: &Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let epochs = || report.history.iter().map(|e| e.epoch as f64);
+    plot_step_losses(
+        dir,
+        &format!("char-LM, {}: training loss per step", report.optimizer.name),
+        report.epochs,
+    )?;
     plot(
         &dir.join("loss.png"),
         &format!("char-LM, {}: loss", report.optimizer.name),

@@ -82,6 +82,11 @@ impl Model {
         self.head.forward(self.norm.forward(x))
     }
 
+    /// Characters of context: the positions the model has embeddings for.
+    pub fn context(&self) -> usize {
+        self.positions.weight.dims()[0]
+    }
+
     /// Cross-entropy of predicting every next character of a batch.
     pub fn predict(&self, batch: TokenBatch) -> ClassificationOutput {
         let logits = self.forward(batch.inputs);

@@ -23,10 +23,12 @@ fn run(corpus: CharCorpus, optimizer: OptimizerName, artifact_dir: &Path) -> LmR
         settings: RunSettings {
             optimizer: OptimizerSpec::new(optimizer, &DEFAULTS, None, None),
             backend: BackendName::Flex,
+            devices: 1,
             epochs: 3,
             batch_size: 16,
             seed: 3,
             artifact_dir: artifact_dir.to_path_buf(),
+            resume_from: None,
         },
         window_limit: None,
         model: ModelConfig::new(corpus.vocabulary.len())
@@ -115,15 +117,100 @@ fn adamw_runs_on_the_same_model() {
     );
 }
 
-fn char_lm(args: &[&str]) -> (i32, String) {
+/// Runs the `char-lm` binary: exit code, stdout, stderr.
+fn char_lm(args: &[&str]) -> (i32, String, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_char-lm"))
         .args(args)
         .output()
         .unwrap();
     (
         output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
     )
+}
+
+#[test]
+fn command_line_trains_saves_the_model_and_samples_from_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = dir.path().join("text.txt");
+    write_text(&text);
+    let artifacts = dir.path().join("run");
+    let model = artifacts.to_str().unwrap();
+    let (code, stdout, stderr) = char_lm(&[
+        "--text",
+        text.to_str().unwrap(),
+        "--context",
+        "16",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "16",
+        "--window-limit",
+        "32",
+        "--beta-2",
+        "0.5",
+        "--weight-decay-mode",
+        "on-update",
+        "--artifact-dir",
+        model,
+    ]);
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    for file in [
+        "results.json",
+        "config.json",
+        "model.bpk",
+        "loss.png",
+        "loss-steps.png",
+    ] {
+        assert!(artifacts.join(file).is_file(), "{file} missing");
+    }
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(artifacts.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["optimizer_config"]["beta_2"], 0.5);
+    assert_eq!(config["optimizer_config"]["weight_decay_mode"], "OnUpdate");
+    assert_eq!(config["data"]["vocabulary"], "\n 0123456:abehinoqrstu");
+    assert_eq!(config["model"]["context"], 16);
+
+    let sample = |seed: &str| {
+        let (code, stdout, stderr) = char_lm(&[
+            "sample", "--model", model, "--prompt", "3: ", "--len", "20", "--seed", seed,
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let first = sample("7");
+    assert!(
+        first.starts_with("3: ") && first.trim_end_matches('\n').chars().count() == 23,
+        "{first:?}"
+    );
+    assert_eq!(sample("7"), first, "the same seed draws the same text");
+
+    for (args, expected) in [
+        (
+            vec!["--prompt", "JULIET:"],
+            "--prompt: character 'J' does not occur in the text",
+        ),
+        (vec!["--prompt", ""], "--prompt is empty"),
+        (
+            vec!["--prompt", "3", "--temperature", "0"],
+            "--temperature 0: expected a finite value > 0",
+        ),
+    ] {
+        let (code, _, stderr) = char_lm(&[&["sample", "--model", model], args.as_slice()].concat());
+        assert_eq!(code, 2, "{stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains(expected),
+            "{stderr}"
+        );
+    }
+    let (code, _, stderr) = char_lm(&["sample", "--model", "/nonexistent/run", "--prompt", "3"]);
+    assert_eq!(code, 2);
+    assert!(
+        stderr.contains("--model /nonexistent/run: no such directory"),
+        "{stderr}"
+    );
 }
 
 #[test]
@@ -133,12 +220,12 @@ fn command_line_reports_bad_text_clearly() {
     let file = path.to_str().unwrap();
 
     std::fs::write(&path, "").unwrap();
-    let (code, stderr) = char_lm(&["--text", file]);
+    let (code, _, stderr) = char_lm(&["--text", file]);
     assert_eq!(code, 2);
     assert!(stderr.contains("input.txt: is empty"), "{stderr}");
 
     std::fs::write(&path, b"caf\xe9 au lait").unwrap();
-    let (code, stderr) = char_lm(&["--text", file]);
+    let (code, _, stderr) = char_lm(&["--text", file]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("input.txt: is not UTF-8 text (invalid byte at offset 3)"),
@@ -146,14 +233,14 @@ fn command_line_reports_bad_text_clearly() {
     );
 
     write_text(&path);
-    let (code, stderr) = char_lm(&["--text", file, "--context", "16", "--prompt", "JULIET:"]);
+    let (code, _, stderr) = char_lm(&["--text", file, "--context", "16", "--prompt", "JULIET:"]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("--prompt: character 'J' does not occur in the text"),
         "{stderr}"
     );
 
-    let (code, stderr) = char_lm(&["--text", "/nonexistent/input.txt"]);
+    let (code, _, stderr) = char_lm(&["--text", "/nonexistent/input.txt"]);
     assert_eq!(code, 2);
     assert!(
         stderr.contains("/nonexistent/input.txt: cannot read"),

@@ -4,13 +4,20 @@
 pub mod data;
 pub mod model;
 
+use std::path::{Path, PathBuf};
+
+use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
 use burn::prelude::*;
+use burn::tensor::activation::softmax;
 use burn::train::SupervisedTraining;
-use burn::train::metric::{AccuracyMetric, LossMetric};
-use example_kit::mnist::{Mnist, MnistSplit};
-use example_kit::{Defaults, Hyper, Job, RunReport, RunSettings, Series, loader, plot, train};
-use serde::Serialize;
+use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use example_kit::mnist::{Mnist, MnistItem, MnistSplit};
+use example_kit::{
+    Defaults, Hyper, Job, RunConfig, RunReport, RunSettings, Series, load_weights, loader, plot,
+    plot_step_losses, train,
+};
+use serde::{Deserialize, Serialize};
 
 use crate::data::MnistBatcher;
 use crate::model::{Model, ModelConfig};
@@ -67,6 +74,7 @@ impl Job for MnistRun {
             training
                 .metric_train_numeric(AccuracyMetric::new())
                 .metric_train_numeric(LossMetric::new())
+                .metric_train_numeric(LearningRateMetric::new())
                 .metric_valid_numeric(AccuracyMetric::new())
                 .metric_valid_numeric(LossMetric::new())
         };
@@ -83,6 +91,41 @@ impl Job for MnistRun {
             },
         )
     }
+}
+
+/// Where a run's data came from and how much of it trained (the `data` of its `config.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MnistData {
+    /// The directory of the four IDX files (`None`: downloaded into the cache).
+    pub data_dir: Option<PathBuf>,
+    /// Trained on the first this many training images only.
+    pub train_limit: Option<usize>,
+}
+
+/// A run's `config.json`.
+pub type MnistConfig = RunConfig<ModelConfig, MnistData>;
+
+/// The trained model of the run in the artifact directory `dir`, on `device`, and the run's
+/// configuration, or why there is none.
+pub fn load_trained(dir: &Path, device: &Device) -> Result<(Model, MnistConfig), String> {
+    let config = MnistConfig::load(dir, "mnist")?;
+    let model = load_weights(config.model.init(device), dir)?;
+    Ok((model, config))
+}
+
+/// The digit `model` reads in `image` (28×28 grey pixels, row-major) and its probability.
+pub fn predict(model: &Model, image: Vec<u8>) -> (usize, f32) {
+    let device = model.devices()[0].clone();
+    let batch = MnistBatcher.batch(vec![MnistItem { image, label: 0 }], &device);
+    let probabilities: Vec<f32> = softmax(model.forward(batch.images), 1)
+        .into_data()
+        .iter::<f32>()
+        .collect();
+    probabilities
+        .into_iter()
+        .enumerate()
+        .max_by(|(_, a), (_, b)| a.total_cmp(b))
+        .expect("ten classes")
 }
 
 /// Percent of `split` that `model` classifies correctly, on `model`'s device.
@@ -104,16 +147,23 @@ pub fn accuracy(model: &Model, split: &MnistSplit, batch_size: usize) -> f64 {
     100.0 * correct as f64 / split.len().max(1) as f64
 }
 
-/// The PNG curves a run writes into its artifact directory.
+/// The per-epoch PNG curves a run writes into its artifact directory (beside the kit's
+/// per-step loss curve).
 pub const PLOTS: [&str; 2] = ["loss.png", "accuracy.png"];
 
-/// Writes `loss.png` and `accuracy.png` of `report`'s history into `dir`.
+/// Writes `loss.png` and `accuracy.png` of `report`'s history, and the training loss per step
+/// (`loss-steps.png`, from the Learner's logs), into `dir`.
 pub fn plot_curves(
     report: &RunReport<MnistOutcome>,
     dir: &std::path::Path,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let epochs = || report.history.iter().map(|e| e.epoch as f64);
     let title = format!("MNIST, {}", report.optimizer.name);
+    plot_step_losses(
+        dir,
+        &format!("{title}: training loss per step"),
+        report.epochs,
+    )?;
     plot(
         &dir.join("loss.png"),
         &format!("{title}: loss"),
