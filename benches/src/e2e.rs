@@ -3,14 +3,11 @@
 
 use std::time::Duration;
 
-use burn::module::AutodiffModule;
-use burn::optim::Optimizer;
 use burn::prelude::*;
-use burn::tensor::backend::AutodiffBackend;
-use burn::tensor::{Distribution, TensorData};
+use burn::tensor::Distribution;
 use burn::train::TrainStep;
 use clap::ValueEnum;
-use example_kit::{AnyOptimizer, Defaults, OptimizerName, OptimizerSpec};
+use example_kit::{AnyOptimizer, Defaults, OptimizerName, OptimizerSpec, state_bytes};
 use serde::{Deserialize, Serialize};
 
 use crate::timing::time;
@@ -42,22 +39,23 @@ impl Workload {
 pub trait TrainingStep {
     /// One forward, backward and optimizer step, timed up to the device having finished it.
     fn step(&mut self) -> Duration;
-    /// Bytes of the optimizer state through Burn's full-precision recorder.
+    /// Bytes of the optimizer state as its burnpack record (what a checkpoint stores).
     fn state_bytes(&self) -> usize;
 }
 
-/// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters).
-pub fn training_step<B: AutodiffBackend>(
+/// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters) on
+/// `device`, an autodiff device.
+pub fn training_step(
     workload: Workload,
     optimizer: OptimizerName,
     batch_size: usize,
-    device: &B::Device,
+    device: &Device,
     seed: u64,
 ) -> Box<dyn TrainingStep> {
-    B::seed(device, seed);
+    device.seed(seed);
     match workload {
         Workload::MnistCnn => {
-            let model = mnist::model::ModelConfig::new().init::<B>(device);
+            let model = mnist::model::ModelConfig::new().init(device);
             let labels: Vec<i64> = (0..batch_size as i64).map(|i| i % 10).collect();
             let batch = mnist::data::MnistBatch {
                 images: Tensor::random([batch_size, 1, 28, 28], Distribution::Default, device),
@@ -74,7 +72,7 @@ pub fn training_step<B: AutodiffBackend>(
         Workload::CharLm => {
             let config = char_lm::model::ModelConfig::new(65);
             let context = config.context;
-            let model = config.init::<B>(device);
+            let model = config.init(device);
             let tokens = |offset: i64| {
                 let values: Vec<i64> = (0..(batch_size * context) as i64)
                     .map(|i| (i * 7 + offset) % 65)
@@ -96,21 +94,21 @@ pub fn training_step<B: AutodiffBackend>(
     }
 }
 
-struct Stepper<B: AutodiffBackend, M: AutodiffModule<B> + TrainStep> {
+struct Stepper<M: TrainStep> {
     model: Option<M>,
     batch: M::Input,
-    optimizer: AnyOptimizer<M, B>,
+    optimizer: AnyOptimizer,
     lr: f64,
-    device: B::Device,
+    device: Device,
 }
 
-impl<B: AutodiffBackend, M: AutodiffModule<B> + TrainStep> Stepper<B, M> {
+impl<M: TrainStep> Stepper<M> {
     fn new(
         model: M,
         batch: M::Input,
         optimizer: OptimizerName,
         defaults: &Defaults,
-        device: &B::Device,
+        device: &Device,
     ) -> Self {
         let spec = OptimizerSpec::new(optimizer, defaults, None, None);
         Self {
@@ -123,10 +121,9 @@ impl<B: AutodiffBackend, M: AutodiffModule<B> + TrainStep> Stepper<B, M> {
     }
 }
 
-impl<B, M> TrainingStep for Stepper<B, M>
+impl<M> TrainingStep for Stepper<M>
 where
-    B: AutodiffBackend,
-    M: AutodiffModule<B> + TrainStep + 'static,
+    M: TrainStep + Module + 'static,
     M::Input: Clone,
 {
     fn step(&mut self) -> Duration {
@@ -139,13 +136,13 @@ where
         let elapsed = time(|| {
             let grads = model.step(batch).grads;
             stepped = Some(self.optimizer.step(self.lr, model, grads));
-            B::sync(&self.device).expect("the device finishes the step");
+            self.device.sync().expect("the device finishes the step");
         });
         self.model = stepped;
         elapsed
     }
 
     fn state_bytes(&self) -> usize {
-        self.optimizer.state_bytes()
+        state_bytes(&self.optimizer)
     }
 }

@@ -1,8 +1,8 @@
 //! Benchmarks of burn-novograd against Burn's AdamW and SGD and against PyTorch/JAX NovoGrads:
-//! optimizer step time per backend, optimizer state bytes, the memory-bandwidth bound, and
+//! optimizer step time per backend (through Burn's per-tensor `Optimizer` trait, as
+//! `ModuleOptimizer` drives it), optimizer state bytes, the memory-bandwidth bound, and
 //! end-to-end training steps of the examples' models. `cargo run --release -p novograd-benches`
-//! runs a short version of all of it and writes `BENCHMARKS.md`; `cargo bench -p
-//! novograd-benches` runs the optimizer steps under criterion.
+//! runs all of it and writes `BENCHMARKS.md`.
 
 pub mod e2e;
 pub mod peers;

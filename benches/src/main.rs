@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::Parser;
 use example_kit::{BackendName, fail, run_on};
 use novograd_benches::e2e::Workload;
-use novograd_benches::report::{Machine, Report};
+use novograd_benches::report::{Machine, Report, command_line};
 use novograd_benches::sets::ParamSet;
 use novograd_benches::suite::Suite;
 use novograd_benches::timing::Sampling;
@@ -17,7 +17,7 @@ use novograd_benches::{peers, triad};
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
-    /// Backends to measure [default: every one compiled in: ndarray, flex, and wgpu/cuda with
+    /// Backends to measure [default: every one compiled in: flex, ndarray, and wgpu/cuda with
     /// their cargo features].
     #[arg(long, value_enum, value_delimiter = ',')]
     backends: Vec<BackendName>,
@@ -56,8 +56,16 @@ struct Args {
     out: PathBuf,
 }
 
+/// Every backend, in report order.
+const BACKENDS: [BackendName; 4] = [
+    BackendName::Flex,
+    BackendName::Ndarray,
+    BackendName::Wgpu,
+    BackendName::Cuda,
+];
+
 fn compiled_in() -> Vec<BackendName> {
-    let mut backends = vec![BackendName::Ndarray, BackendName::Flex];
+    let mut backends = vec![BackendName::Flex, BackendName::Ndarray];
     if cfg!(feature = "wgpu") {
         backends.push(BackendName::Wgpu);
     }
@@ -69,11 +77,7 @@ fn compiled_in() -> Vec<BackendName> {
 
 fn main() {
     let args = Args::parse();
-    let command = std::iter::once("cargo run --release -p novograd-benches".to_string())
-        .chain(std::env::args().nth(1).map(|_| "--".to_string()))
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line("novograd-benches");
     let backends = if args.backends.is_empty() {
         compiled_in()
     } else {
@@ -124,12 +128,7 @@ fn main() {
     };
     let mut results = Vec::new();
     let mut not_measured = Vec::new();
-    for backend in [
-        BackendName::Ndarray,
-        BackendName::Flex,
-        BackendName::Wgpu,
-        BackendName::Cuda,
-    ] {
+    for backend in BACKENDS {
         if !backends.contains(&backend) {
             let why = if compiled_in().contains(&backend) {
                 "not asked for (--backends)".to_string()

@@ -9,9 +9,18 @@ use serde::Serialize;
 use crate::peers::{Peer, Peers};
 use crate::sets::ParamSet;
 use crate::step::{Contender, NOVOGRAD_BYTES_PER_PARAM};
-use crate::suite::{BackendResults, StepResult};
+use crate::suite::{BackendResults, StepResult, novograd_step};
 use crate::timing::Stats;
-use crate::triad::Bandwidth;
+use crate::triad::{Bandwidth, TRIAD_BYTES_PER_ELEMENT};
+
+/// The command of this process as a user types it: `cargo run --release -p PACKAGE [-- ARGS]`.
+pub fn command_line(package: &str) -> String {
+    std::iter::once(format!("cargo run --release -p {package}"))
+        .chain(std::env::args().nth(1).map(|_| "--".to_string()))
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
 
 /// The machine the run was on.
 #[derive(Clone, Debug, Serialize)]
@@ -72,6 +81,11 @@ fn range(stats: &Stats) -> String {
     format!("{:.2}–{:.2}", stats.min_ms, stats.max_ms)
 }
 
+/// Microseconds per tensor of a step.
+fn per_tensor_us(result: &StepResult) -> f64 {
+    result.stats.median_ms * 1e3 / result.tensors as f64
+}
+
 fn set_name(set: ParamSet) -> &'static str {
     match set {
         ParamSet::TransformerLike => "transformer-like",
@@ -82,9 +96,17 @@ fn set_name(set: ParamSet) -> &'static str {
 }
 
 impl Report {
-    /// The best bandwidth bound of a NovoGrad step on `parameters` f32 parameters, in ms.
+    /// The least time of a NovoGrad step on `parameters` f32 parameters at the measured best
+    /// bandwidth, in ms.
     fn bound_ms(&self, parameters: usize) -> f64 {
         NOVOGRAD_BYTES_PER_PARAM * parameters as f64 / self.bandwidth.best_bytes_per_second * 1e3
+    }
+
+    /// `bound_ms` as a percentage of `result`'s time, for the CPU backends (the triad measured
+    /// host memory); `None` elsewhere.
+    fn bound_percent(&self, backend: &BackendResults, result: &StepResult) -> Option<f64> {
+        matches!(backend.backend, BackendName::Flex | BackendName::Ndarray)
+            .then(|| 100.0 * self.bound_ms(result.parameters) / result.stats.median_ms)
     }
 
     fn step(
@@ -100,15 +122,16 @@ impl Report {
             .cloned()
     }
 
-    fn best_peer(&self) -> Option<(&str, Stats)> {
-        self.peers.as_ref().ok()?.measured().into_iter().next()
+    /// The backend the peers and the headline compare with: Flex (the default CPU backend)
+    /// where it was measured, else the first backend measured.
+    fn primary(&self) -> Option<&BackendResults> {
+        (self.backends.iter())
+            .find(|b| b.backend == BackendName::Flex)
+            .or(self.backends.first())
     }
 
-    fn peer(&self, name: &str) -> Option<Stats> {
-        match self.peers.as_ref().ok()?.peers.get(name)? {
-            Peer::Measured(stats) => Some(*stats),
-            Peer::Missing { .. } => None,
-        }
+    fn best_peer(&self) -> Option<(&str, Stats)> {
+        self.peers.as_ref().ok()?.measured().into_iter().next()
     }
 
     /// The report as Markdown; `chart` is the bar chart's path relative to the report.
@@ -122,8 +145,8 @@ impl Report {
             "Produced by `{}` in one run; every ratio below compares figures from that same run. \
              Times are medians (min–max) of timed samples after untimed warm-up steps; the \
              device is synchronised inside the timed region. The optimizers are sampled in turn \
-             (NovoGrad, AdamW, SGD, NovoGrad, …) so that noise from other work on the machine \
-             falls on all of them.\n",
+             (NovoGrad fused, NovoGrad tensor ops, AdamW, SGD, NovoGrad fused, …) so that noise \
+             from other work on the machine falls on all of them.\n",
             self.command
         );
         let _ = writeln!(md, "## Machine\n");
@@ -134,17 +157,23 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "- Memory bandwidth, STREAM-style triad (`a = b + s·c`, {} threads, 3 × {:.1} MiB arrays, 12 B per element): best {:.2} GB/s, median {:.2} GB/s",
+            "- Memory bandwidth, STREAM-style triad (`a = b + s·c`, {} threads, 3 × {:.1} MiB \
+             arrays): best {:.2} GB/s, median {:.2} GB/s, counting {TRIAD_BYTES_PER_ELEMENT} B \
+             per element: `b` and `c` read, and `a`'s cache line read before it is written \
+             (write-allocate) and written. STREAM's own count of 12 B leaves the write-allocate \
+             read out.",
             bw.threads,
             bw.len as f64 * 4.0 / f64::from(1 << 20),
             bw.best_bytes_per_second / 1e9,
-            12.0 * bw.len as f64 / bw.stats.median_ms / 1e6
+            TRIAD_BYTES_PER_ELEMENT * bw.len as f64 / bw.stats.median_ms / 1e6
         );
         for backend in &self.backends {
             let _ = writeln!(
                 md,
-                "- `{}`: Burn reports `{}`",
-                backend.backend, backend.burn_name
+                "- `{}`: {}; NovoGrad step: **{}**",
+                backend.backend,
+                backend.device,
+                novograd_step(backend.fused_path.as_deref())
             );
         }
         for (backend, why) in &self.not_measured {
@@ -181,101 +210,109 @@ impl Report {
 
     fn headline(&self, md: &mut String) {
         let _ = writeln!(md, "\n## The bars\n");
-        self.fused_vs_tensor_ops(md);
-        let Some(ndarray) = self
-            .backends
-            .iter()
-            .find(|b| b.backend == BackendName::Ndarray)
-        else {
-            let _ = writeln!(md, "ndarray was not measured in this run.");
+        let _ = writeln!(
+            md,
+            "The bound of a NovoGrad step is {NOVOGRAD_BYTES_PER_PARAM} B per f32 parameter at \
+             the measured best bandwidth: `g` read for the norm, `w` and `m` read and written \
+             for the update, whose read of `g` comes from the cache (on Flex each thread updates \
+             the part of a tensor it has just summed). It applies to the CPU backends, whose memory the triad \
+             measured.\n"
+        );
+        for backend in &self.backends {
+            let mut sets: Vec<ParamSet> = backend.steps.iter().map(|r| r.set).collect();
+            sets.dedup();
+            for set in sets {
+                self.ratios(md, backend, set);
+            }
+        }
+        let Some(primary) = self.primary() else {
             return;
         };
         let set = ParamSet::TransformerLike;
         let (Some(novograd), Some(adamw)) = (
-            self.step(ndarray, set, Contender::Novograd),
-            self.step(ndarray, set, Contender::Adamw),
+            self.step(primary, set, Contender::Novograd),
+            self.step(primary, set, Contender::Adamw),
         ) else {
-            let _ = writeln!(md, "The transformer-like set was not measured in this run.");
             return;
         };
-        let ratio = novograd.stats.median_ms / adamw.stats.median_ms;
         let _ = writeln!(
             md,
-            "- NovoGrad step on ndarray, transformer-like set (16.8M parameters, 51 tensors): {} ms vs Burn AdamW {} ms = **{ratio:.2}×** (goal: < 1, faster than AdamW).",
-            ms(&novograd.stats),
-            ms(&adamw.stats)
-        );
-        match self.peer("torch-optimizer NovoGrad") {
-            Some(peer) => {
-                let _ = writeln!(
-                    md,
-                    "- vs torch-optimizer NovoGrad on the same set and threads: {} ms = **{:.2}×** (goal: ≤ 1.0).",
-                    ms(&peer),
-                    novograd.stats.median_ms / peer.median_ms
-                );
-            }
-            None => {
-                let _ = writeln!(
-                    md,
-                    "- vs torch-optimizer NovoGrad: not measured in this run (see Machine)."
-                );
-            }
-        }
-        let _ = writeln!(
-            md,
-            "- State bytes, NovoGrad / AdamW through Burn's recorder: **{:.3}** (goal: 0.50).",
+            "- State bytes on {}, NovoGrad / AdamW through `ModuleOptimizer`'s record: \
+             **{:.3}** (goal: 0.50).",
+            primary.backend,
             novograd.state_bytes as f64 / adamw.state_bytes as f64
         );
+        let Ok(peers) = &self.peers else {
+            return;
+        };
+        let ratios: Vec<String> = (peers.measured().into_iter())
+            .map(|(name, peer)| {
+                format!(
+                    "{name} {} ms = **{:.2}×**",
+                    ms(&peer),
+                    novograd.stats.median_ms / peer.median_ms
+                )
+            })
+            .collect();
         let _ = writeln!(
             md,
-            "- NovoGrad step vs the bandwidth bound ({} B/param at the measured best bandwidth = {:.2} ms): **{:.0}%** of the bound.",
-            NOVOGRAD_BYTES_PER_PARAM,
-            self.bound_ms(novograd.parameters),
-            100.0 * self.bound_ms(novograd.parameters) / novograd.stats.median_ms
+            "- Fused NovoGrad on {}, transformer-like set, {} ms, against the peers on the same \
+             shapes and threads (ours ÷ peer): {}.",
+            primary.backend,
+            ms(&novograd.stats),
+            ratios.join(", ")
         );
     }
 
-    /// The fused step against the tensor-op step, per backend and set.
-    fn fused_vs_tensor_ops(&self, md: &mut String) {
-        for backend in &self.backends {
-            for set in ParamSet::MEASURED {
-                let pair = (
-                    self.step(backend, set, Contender::Novograd),
-                    self.step(backend, set, Contender::NovogradTensorOps),
-                );
-                if let (Some(fused), Some(tensor_ops)) = pair {
-                    let per_tensor = |r: &StepResult| r.stats.median_ms * 1e3 / r.tensors as f64;
-                    let note = match backend.backend {
-                        BackendName::Flex => {
-                            " flex has no fused path: both are the tensor-op step."
-                        }
-                        _ => "",
-                    };
-                    let _ = writeln!(
-                        md,
-                        "- Fused vs tensor-op NovoGrad step on {}, {} set: {} ms vs {} ms = **{:.2}×** ({:.1} vs {:.1} µs per tensor).{note}",
-                        backend.backend,
-                        set_name(set),
-                        ms(&fused.stats),
-                        ms(&tensor_ops.stats),
-                        fused.stats.median_ms / tensor_ops.stats.median_ms,
-                        per_tensor(&fused),
-                        per_tensor(&tensor_ops)
-                    );
-                }
-            }
-        }
+    /// The fused step against the tensor-op step, AdamW and SGD, and the bound, on one backend
+    /// and set.
+    fn ratios(&self, md: &mut String, backend: &BackendResults, set: ParamSet) {
+        let [Some(fused), Some(tensor_ops), Some(adamw), Some(sgd)] =
+            Contender::ALL.map(|optimizer| self.step(backend, set, optimizer))
+        else {
+            return;
+        };
+        let ratio = |other: &StepResult| fused.stats.median_ms / other.stats.median_ms;
+        let bound = self
+            .bound_percent(backend, &fused)
+            .map_or(String::new(), |percent| {
+                format!(
+                    "; bound {:.2} ms = **{percent:.0}%**",
+                    self.bound_ms(fused.parameters)
+                )
+            });
+        let note = match backend.fused_path {
+            None => " (no fused step here: both NovoGrads are the tensor-op step)",
+            Some(_) => "",
+        };
+        let _ = writeln!(
+            md,
+            "- {}, {} set ({} parameters, {} tensors): fused NovoGrad {} ms ({:.1} µs per \
+             tensor); fused/AdamW **{:.2}**, fused/tensor ops **{:.2}**{note}, fused/SGD \
+             **{:.2}**{bound}.",
+            backend.backend,
+            set_name(set),
+            fused.parameters,
+            fused.tensors,
+            ms(&fused.stats),
+            per_tensor_us(&fused),
+            ratio(&adamw),
+            ratio(&tensor_ops),
+            ratio(&sgd)
+        );
     }
 
     fn step_tables(&self, md: &mut String) {
         let _ = writeln!(md, "## Optimizer step\n");
         let _ = writeln!(
             md,
-            "`OptimizerAdaptor::step` on a module holding the set, gradients registered with \
-             `GradientsParams`. NovoGrad β = (0.95, 0.98); AdamW β = (0.9, 0.999); SGD momentum \
-             0.9; weight decay 1e-3 for each. \"Bound\" is the bandwidth bound of a NovoGrad step \
-             ({NOVOGRAD_BYTES_PER_PARAM} B/param) divided by the measured time. \"× peer\" \
-             compares with the fastest peer on the transformer-like set.\n"
+            "Burn's per-tensor `Optimizer::step` over every tensor of the set, as \
+             `ModuleOptimizer` drives it: each parameter handed over by value (no clone of it \
+             held, so a step may work in place), the same gradients every step. NovoGrad β = \
+             (0.95, 0.98); AdamW β = (0.9, 0.999), ε = 1e-8; SGD momentum 0.9; weight decay 1e-3 \
+             for each. \"Bound\" is the bandwidth bound of a NovoGrad step \
+             ({NOVOGRAD_BYTES_PER_PARAM} B/param) divided by the measured time, on the CPU \
+             backends. \"× peer\" compares with the fastest peer on the transformer-like set.\n"
         );
         let best_peer = self.best_peer();
         for backend in &self.backends {
@@ -296,17 +333,13 @@ impl Report {
                     }
                     _ => "-".into(),
                 };
-                let bound = if matches!(
+                let novograd = matches!(
                     result.optimizer,
                     Contender::Novograd | Contender::NovogradTensorOps
-                ) {
-                    format!(
-                        "{:.0}%",
-                        100.0 * self.bound_ms(result.parameters) / result.stats.median_ms
-                    )
-                } else {
-                    "-".into()
-                };
+                );
+                let bound = (self.bound_percent(backend, result))
+                    .filter(|_| novograd)
+                    .map_or("-".into(), |percent| format!("{percent:.0}%"));
                 let _ = writeln!(
                     md,
                     "| {} | {} / {} | {} | {} | {} | {} | {} | {} | {:.1} |",
@@ -319,7 +352,7 @@ impl Report {
                     vs_adamw,
                     vs_peer,
                     bound,
-                    result.stats.median_ms * 1e3 / result.tensors as f64
+                    per_tensor_us(result)
                 );
             }
             let _ = writeln!(md);
@@ -335,11 +368,10 @@ impl Report {
                 return;
             }
         };
-        let ours = self
-            .backends
-            .iter()
-            .find(|b| b.backend == BackendName::Ndarray)
-            .and_then(|b| self.step(b, ParamSet::TransformerLike, Contender::Novograd));
+        let primary = self.primary();
+        let ours =
+            primary.and_then(|b| self.step(b, ParamSet::TransformerLike, Contender::Novograd));
+        let ours_name = primary.map_or("-".into(), |b| b.backend.to_string());
         let _ = writeln!(
             md,
             "`benches/peers/step.py`, same shapes, learning rate and weight decay, f32, gradients \
@@ -347,7 +379,7 @@ impl Report {
         );
         let _ = writeln!(
             md,
-            "| peer | median ms | min–max ms | our NovoGrad (ndarray) ÷ peer |"
+            "| peer | median ms | min–max ms | our fused NovoGrad ({ours_name}) ÷ peer |"
         );
         let _ = writeln!(md, "|---|---:|---|---:|");
         for (name, peer) in &peers.peers {
@@ -375,8 +407,9 @@ impl Report {
         let _ = writeln!(md, "## Optimizer state\n");
         let _ = writeln!(
             md,
-            "Bytes of the optimizer record after the timed steps, through Burn's full-precision \
-             binary recorder (what a checkpoint stores).\n"
+            "Bytes of the optimizer's record over the set after one step through \
+             `ModuleOptimizer` (burnpack, each tensor padded to 256 bytes: what a checkpoint \
+             stores).\n"
         );
         let _ = writeln!(
             md,

@@ -1,16 +1,22 @@
-//! Timing `OptimizerAdaptor::step` on a parameter set, device synchronised inside the timed
-//! region.
+//! Timing one optimizer step over a whole parameter set through Burn's per-tensor
+//! `burn::optim::Optimizer` trait, as `ModuleOptimizer` drives it: each parameter is handed over
+//! by value (`ModuleOptimizer` passes `tensor.inner()`), never while a clone of it is held (a
+//! held clone makes an in-place step such as Flex's copy the buffer, which once cost a 10×
+//! wrong measurement), with the same gradients every step and the device synchronised inside
+//! the timed region.
 
 use std::time::Duration;
 
-use burn::module::AutodiffModule;
-use burn::optim::Optimizer;
-use burn::tensor::backend::AutodiffBackend;
+use burn::module::Param;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, Optimizer, SgdConfig};
+use burn::tensor::{Device, Tensor};
 use burn_novograd::NovoGradConfig;
-use example_kit::{AnyOptimizer, Hyper, OptimizerName, OptimizerSpec};
+use example_kit::Hyper;
 use serde::Serialize;
 
-use crate::sets::{Gradients, ParamSet, Params};
+use crate::sets::ParamSet;
 use crate::timing::time;
 
 /// Learning rate and weight decay of the timed steps (the values do not change the work).
@@ -18,6 +24,12 @@ pub const HYPER: Hyper = Hyper {
     lr: 1e-3,
     weight_decay: 1e-3,
 };
+
+/// The least memory traffic of a NovoGrad step, in bytes per f32 parameter: read `g` for the
+/// norm, then read `w` and `m` and write them back for the update (5 × 4 bytes). The update's
+/// read of `g` comes from the cache: each thread updates the part of a tensor it has just
+/// summed, and that part fits in the last-level cache.
+pub const NOVOGRAD_BYTES_PER_PARAM: f64 = 20.0;
 
 /// An optimizer whose step is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -27,9 +39,9 @@ pub enum Contender {
     Novograd,
     /// NovoGrad forced onto the tensor-op step (`NovoGradConfig::fused = false`).
     NovogradTensorOps,
-    /// Burn's AdamW.
+    /// Burn's AdamW, β = (0.9, 0.999), ε = 1e-8.
     Adamw,
-    /// Burn's SGD with momentum.
+    /// Burn's SGD with momentum 0.9 (no dampening), L2 weight decay.
     Sgd,
 }
 
@@ -42,19 +54,37 @@ impl Contender {
         Self::Sgd,
     ];
 
-    /// The optimizer, with [`HYPER`].
-    pub fn init<B: AutodiffBackend, M: AutodiffModule<B>>(self) -> AnyOptimizer<M, B> {
-        let spec = |name| OptimizerSpec { name, hyper: HYPER };
+    /// NovoGrad's configuration of the timed steps, fused where the device allows.
+    pub fn novograd() -> NovoGradConfig {
+        NovoGradConfig::new().with_weight_decay(HYPER.weight_decay)
+    }
+
+    /// This optimizer stepping `set` on `device` (a device without autodiff, where
+    /// `ModuleOptimizer` steps), weights and gradients drawn with `seed`.
+    pub fn bench(self, set: ParamSet, device: &Device, seed: u64) -> Box<dyn TimedStep> {
+        device.seed(seed);
+        let decay = HYPER.weight_decay;
         match self {
-            Self::Novograd => spec(OptimizerName::Novograd).init(),
-            Self::NovogradTensorOps => AnyOptimizer::NovoGrad(
-                NovoGradConfig::new()
-                    .with_weight_decay(HYPER.weight_decay)
-                    .with_fused(false)
-                    .init(),
+            Self::Novograd => StepBench::boxed(Self::novograd().build(), set, device),
+            Self::NovogradTensorOps => {
+                StepBench::boxed(Self::novograd().with_fused(false).build(), set, device)
+            }
+            Self::Adamw => StepBench::boxed(
+                AdamWConfig::new()
+                    .with_epsilon(1e-8)
+                    .with_weight_decay(decay)
+                    .build(),
+                set,
+                device,
             ),
-            Self::Adamw => spec(OptimizerName::Adamw).init(),
-            Self::Sgd => spec(OptimizerName::Sgd).init(),
+            Self::Sgd => StepBench::boxed(
+                SgdConfig::new()
+                    .with_momentum(Some(MomentumConfig::new().with_dampening(0.0)))
+                    .with_weight_decay(Some(WeightDecayConfig::new(decay)))
+                    .build(),
+                set,
+                device,
+            ),
         }
     }
 }
@@ -70,50 +100,98 @@ impl std::fmt::Display for Contender {
     }
 }
 
-/// One optimizer stepping one parameter set with the same gradients every step.
-pub struct StepBench<B: AutodiffBackend> {
-    optimizer: AnyOptimizer<Params<B>, B>,
-    params: Option<Params<B>>,
-    gradients: Gradients<B::InnerBackend>,
-    device: B::Device,
+/// An optimizer step over a parameter set that can be timed; the optimizer's type stays inside.
+pub trait TimedStep {
+    /// One step of every tensor of the set, timed up to the device having finished it.
+    fn step(&mut self) -> Duration;
+    /// Bytes of the optimizer's state over the set as `ModuleOptimizer` records it (burnpack,
+    /// what a checkpoint stores), after one step of its own on the set.
+    fn state_bytes(self: Box<Self>) -> usize;
 }
 
-impl<B: AutodiffBackend> StepBench<B> {
-    /// `optimizer` on `set`, weights and gradients drawn with `seed`.
-    pub fn new(set: ParamSet, optimizer: Contender, device: &B::Device, seed: u64) -> Self {
-        B::seed(device, seed);
-        let params = Params::init(set, device);
-        let gradients = params.gradients(device);
-        Self {
-            optimizer: optimizer.init(),
-            params: Some(params),
-            gradients,
+/// The parameters of one rank with their optimizer states, and their gradients.
+struct Rank<O: Optimizer, const D: usize> {
+    params: Vec<(Tensor<D>, Option<O::State<D>>)>,
+    grads: Vec<Tensor<D>>,
+}
+
+impl<O: Optimizer, const D: usize> Rank<O, D> {
+    fn draw(set: ParamSet, device: &Device) -> Self {
+        let (params, grads) = (set.draw::<D>(device).into_iter())
+            .map(|(param, grad)| ((param, None), grad))
+            .unzip();
+        Self { params, grads }
+    }
+
+    /// Steps every tensor, each parameter handed over by value; the gradient handed over is a
+    /// clone, which shares the kept gradient's buffer.
+    fn step(&mut self, optimizer: &O) {
+        self.params = (std::mem::take(&mut self.params).into_iter())
+            .zip(&self.grads)
+            .map(|((param, state), grad)| optimizer.step(HYPER.lr, param, grad.clone(), state))
+            .collect();
+    }
+
+    /// The parameters as module parameters (with autodiff, as `ModuleOptimizer` expects),
+    /// their gradients registered in `grads`.
+    fn into_params(self, grads: &mut GradientsParams) -> Vec<Param<Tensor<D>>> {
+        (self.params.into_iter().zip(self.grads))
+            .map(|((param, _), grad)| {
+                let param = Param::from_tensor(param.autodiff());
+                grads.register(param.id, grad);
+                param
+            })
+            .collect()
+    }
+}
+
+/// One optimizer stepping one parameter set (its tensors of rank 1, 2 and 4).
+struct StepBench<O: Optimizer> {
+    optimizer: O,
+    vectors: Rank<O, 1>,
+    matrices: Rank<O, 2>,
+    kernels: Rank<O, 4>,
+    device: Device,
+}
+
+impl<O: Optimizer> StepBench<O> {
+    fn boxed(optimizer: O, set: ParamSet, device: &Device) -> Box<dyn TimedStep> {
+        let bench = Self {
+            optimizer,
+            vectors: Rank::draw(set, device),
+            matrices: Rank::draw(set, device),
+            kernels: Rank::draw(set, device),
             device: device.clone(),
-        }
-    }
-
-    /// One step, timed up to the device having finished it.
-    pub fn step(&mut self) -> Duration {
-        let grads = self.gradients.to_params();
-        let params = self
-            .params
-            .take()
-            .expect("params are put back after every step");
-        let mut stepped = None;
-        let elapsed = time(|| {
-            stepped = Some(self.optimizer.step(HYPER.lr, params, grads));
-            B::sync(&self.device).expect("the device finishes the step");
-        });
-        self.params = stepped;
-        elapsed
-    }
-
-    /// Bytes of the optimizer's state through Burn's full-precision recorder.
-    pub fn state_bytes(&self) -> usize {
-        self.optimizer.state_bytes()
+        };
+        let tensors = bench.vectors.grads.len() + bench.matrices.grads.len();
+        assert_eq!(
+            tensors + bench.kernels.grads.len(),
+            set.shapes().len(),
+            "{set:?} holds tensors of ranks other than 1, 2 and 4"
+        );
+        Box::new(bench)
     }
 }
 
-/// Bytes a NovoGrad step moves per f32 parameter at best: g read twice (norm, update), w and m
-/// read and written once.
-pub const NOVOGRAD_BYTES_PER_PARAM: f64 = 24.0;
+impl<O: Optimizer> TimedStep for StepBench<O> {
+    fn step(&mut self) -> Duration {
+        time(|| {
+            self.vectors.step(&self.optimizer);
+            self.matrices.step(&self.optimizer);
+            self.kernels.step(&self.optimizer);
+            self.device.sync().expect("the device finishes the step");
+        })
+    }
+
+    fn state_bytes(self: Box<Self>) -> usize {
+        let mut grads = GradientsParams::new();
+        let module = (
+            self.vectors.into_params(&mut grads),
+            self.matrices.into_params(&mut grads),
+            self.kernels.into_params(&mut grads),
+        );
+        let mut optimizer = ModuleOptimizer::from(self.optimizer);
+        let _ = optimizer.step(HYPER.lr, module, grads);
+        example_kit::state_bytes(&optimizer)
+    }
+}

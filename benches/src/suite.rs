@@ -4,13 +4,13 @@
 
 use std::time::Duration;
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Device;
 use example_kit::{BackendName, Job, OptimizerName};
 use serde::Serialize;
 
 use crate::e2e::{TrainingStep, Workload, training_step};
 use crate::sets::ParamSet;
-use crate::step::{Contender, StepBench};
+use crate::step::{Contender, TimedStep};
 use crate::timing::{Sampling, Stats};
 
 /// The optimizers of the end-to-end training steps, in report order.
@@ -50,7 +50,7 @@ pub struct StepResult {
     pub optimizer: Contender,
     /// Step times.
     pub stats: Stats,
-    /// Optimizer state through Burn's full-precision recorder, after the steps.
+    /// Optimizer state as `ModuleOptimizer` records it (burnpack).
     pub state_bytes: usize,
 }
 
@@ -72,12 +72,20 @@ pub struct E2eResult {
 pub struct BackendResults {
     /// The backend.
     pub backend: BackendName,
-    /// Burn's name for it.
-    pub burn_name: String,
+    /// The device, as Burn prints it.
+    pub device: String,
+    /// The fused NovoGrad step the device takes (`NovoGrad::fused_path`), or `None` for the
+    /// tensor-op step.
+    pub fused_path: Option<String>,
     /// Optimizer steps.
     pub steps: Vec<StepResult>,
     /// Training steps.
     pub e2e: Vec<E2eResult>,
+}
+
+/// The NovoGrad step of a device in words: `fused (PATH)` or `tensor ops`.
+pub fn novograd_step(fused_path: Option<&str>) -> String {
+    fused_path.map_or("tensor ops".into(), |path| format!("fused ({path})"))
 }
 
 /// Warms every runner up, then takes samples round-robin: sample i of every runner before
@@ -104,17 +112,25 @@ fn interleaved<R>(
 impl Job for Suite {
     type Output = BackendResults;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> BackendResults {
+    fn run(self, devices: Vec<Device>) -> BackendResults {
         let device = &devices[0];
+        // `ModuleOptimizer` steps parameters and gradients without autodiff.
+        let plain = device.clone().inner();
+        let fused_path = Contender::novograd().build().fused_path(&plain);
+        println!(
+            "{}: NovoGrad step: {}",
+            self.backend,
+            novograd_step(fused_path)
+        );
         let mut steps = Vec::new();
         for &set in &self.sets {
             eprintln!("{}: optimizer steps on {set:?}", self.backend);
-            let mut benches: Vec<StepBench<B>> = Contender::ALL
+            let mut benches: Vec<Box<dyn TimedStep>> = Contender::ALL
                 .iter()
-                .map(|&optimizer| StepBench::new(set, optimizer, device, self.seed))
+                .map(|&optimizer| optimizer.bench(set, &plain, self.seed))
                 .collect();
-            let stats = interleaved(&mut benches, self.step_sampling, StepBench::step);
-            for ((bench, stats), optimizer) in benches.iter().zip(stats).zip(Contender::ALL) {
+            let stats = interleaved(&mut benches, self.step_sampling, |bench| bench.step());
+            for ((bench, stats), optimizer) in benches.into_iter().zip(stats).zip(Contender::ALL) {
                 steps.push(StepResult {
                     set,
                     parameters: set.parameters(),
@@ -130,9 +146,7 @@ impl Job for Suite {
             eprintln!("{}: training steps of {workload:?}", self.backend);
             let mut runners: Vec<Box<dyn TrainingStep>> = OPTIMIZERS
                 .iter()
-                .map(|&optimizer| {
-                    training_step::<B>(workload, optimizer, batch_size, device, self.seed)
-                })
+                .map(|&optimizer| training_step(workload, optimizer, batch_size, device, self.seed))
                 .collect();
             let stats = interleaved(&mut runners, self.e2e_sampling, |runner| runner.step());
             e2e.extend(
@@ -149,7 +163,8 @@ impl Job for Suite {
         }
         BackendResults {
             backend: self.backend,
-            burn_name: B::name(device),
+            device: format!("{plain:?}"),
+            fused_path: fused_path.map(String::from),
             steps,
             e2e,
         }

@@ -4,13 +4,13 @@
 use std::process::Command;
 
 #[test]
-fn report_runs_on_tiny_sizes() {
+fn smoke_report_runs_on_tiny_sizes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("BENCHMARKS.md");
-    let status = Command::new(env!("CARGO_BIN_EXE_novograd-benches"))
+    let output = Command::new(env!("CARGO_BIN_EXE_novograd-benches"))
         .args([
             "--backends",
-            "ndarray,flex",
+            "flex,ndarray",
             "--sets",
             "tiny",
             "--samples",
@@ -27,16 +27,35 @@ fn report_runs_on_tiny_sizes() {
         ])
         .arg("--out")
         .arg(&out)
-        .status()
+        .output()
         .unwrap();
-    assert!(status.success());
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    for line in [
+        "flex: NovoGrad step: fused (flex)",
+        "ndarray: NovoGrad step: tensor ops",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from:\n{stdout}");
+    }
     let report = std::fs::read_to_string(&out).unwrap();
     for section in [
         "## Machine",
-        "GB/s",
-        "### ndarray",
-        "| tiny | 81 / 4 | novograd (tensor ops) |",
+        "GB/s, counting 16 B per element",
+        "`flex`: Device<",
+        "NovoGrad step: **fused (flex)**",
+        "`ndarray`: Device<",
+        "NovoGrad step: **tensor ops**",
+        "## The bars",
+        "bound of a NovoGrad step is 20 B per f32 parameter",
+        "- flex, tiny set (2384 parameters, 4 tensors): fused NovoGrad",
+        "fused/AdamW **",
         "### flex",
+        "| tiny | 2384 / 4 | novograd (tensor ops) |",
+        "### ndarray",
         "## Optimizer state",
         "## End-to-end training step",
         "| MnistCnn | 2 | ndarray | novograd |",
@@ -49,6 +68,7 @@ fn report_runs_on_tiny_sizes() {
         );
     }
     // NovoGrad keeps one moment per parameter and one scalar per tensor; AdamW two moments.
+    // Backend 0 is flex, the first in report order.
     let state: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(dir.path().join("docs/benchmarks/benchmarks.json")).unwrap(),
     )

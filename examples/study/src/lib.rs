@@ -9,7 +9,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use example_kit::mnist::Mnist;
-use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunSettings, run_on};
+use example_kit::{
+    BackendName, OptimizerName, OptimizerSpec, RunSettings, prepare_artifact_dir, run_on,
+};
 use mnist::model::ModelConfig;
 use mnist::{DEFAULTS, MnistRun};
 use serde::{Deserialize, Serialize};
@@ -124,6 +126,9 @@ pub struct Point {
 /// The file a finished run's [`Point`] is kept in, inside its artifact directory.
 const POINT_FILE: &str = "point.json";
 
+/// The name that marks a run's directory as the study's (see [`prepare_artifact_dir`]).
+const RUN_KIND: &str = "study";
+
 /// Trains the study's runs on one backend, each once (a run asked for twice is reused).
 pub struct Trainer {
     /// The backend.
@@ -132,26 +137,31 @@ pub struct Trainer {
     pub data: Mnist,
     /// Where each run's Learner artifacts go.
     pub artifacts: PathBuf,
+    /// Train every run again, ignoring the outcomes earlier invocations kept.
+    pub fresh: bool,
     done: HashMap<String, Point>,
     /// Runs whose outcome was found in `artifacts` from an earlier invocation.
     pub reused: usize,
 }
 
 impl Trainer {
-    /// A trainer of runs on `backend` over `data`.
-    pub fn new(backend: BackendName, data: Mnist, artifacts: PathBuf) -> Self {
+    /// A trainer of runs on `backend` over `data`, into directories under `artifacts`; with
+    /// `fresh`, outcomes kept there are ignored.
+    pub fn new(backend: BackendName, data: Mnist, artifacts: PathBuf, fresh: bool) -> Self {
         Self {
             backend,
             data,
             artifacts,
+            fresh,
             done: HashMap::new(),
             reused: 0,
         }
     }
 
-    /// Trains `run` (or returns its earlier outcome: from this invocation, or from the
-    /// `point.json` an earlier invocation left in the run's directory), scoring it on
-    /// `test_images`.
+    /// Trains `run` (or returns its earlier outcome: from this invocation, or, unless `fresh`,
+    /// from the `point.json` an earlier invocation left in the run's directory), scoring it on
+    /// `test_images`. Before training, only what a run writes is removed from its directory
+    /// ([`prepare_artifact_dir`]); nothing else there is touched.
     pub fn train(&mut self, run: Run, test_images: usize) -> Point {
         let key = format!("{run:?}");
         if let Some(point) = self.done.get(&key) {
@@ -168,14 +178,21 @@ impl Trainer {
             run.seed
         );
         let dir = self.artifacts.join(name);
-        let earlier = std::fs::read_to_string(dir.join(POINT_FILE)).ok();
-        let earlier = earlier.and_then(|json| serde_json::from_str::<Point>(&json).ok());
-        if let Some(point) = earlier.filter(|point| point.run == run) {
+        let kept = || {
+            let json = std::fs::read_to_string(dir.join(POINT_FILE)).ok()?;
+            serde_json::from_str::<Point>(&json).ok()
+        };
+        if !self.fresh
+            && let Some(point) = kept().filter(|point| point.run == run)
+        {
             self.reused += 1;
             self.done.insert(key, point.clone());
             return point;
         }
-        std::fs::remove_dir_all(&dir).ok();
+        // The run's own directory, named by the study: only what a run writes is replaced
+        // (`overwrite`: directories of older versions of the study carry no marker).
+        prepare_artifact_dir(&dir, RUN_KIND, &[POINT_FILE], true)
+            .unwrap_or_else(|error| example_kit::fail(error));
         let data = Mnist {
             train: self.data.train.clone().truncated(run.images),
             test: self.data.test.clone().truncated(test_images),
@@ -188,11 +205,12 @@ impl Trainer {
                 batch_size: run.batch_size,
                 seed: run.seed,
                 artifact_dir: dir.clone(),
+                devices: 1,
+                resume_from: None,
             },
             model: ModelConfig::new().with_init_scale(run.init_scale),
             data,
         };
-        std::fs::create_dir_all(&job.settings.artifact_dir).expect("artifact directory");
         let report = run_on(self.backend, 1, job).unwrap_or_else(|error| example_kit::fail(error));
         let point = Point {
             run,

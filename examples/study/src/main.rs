@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use example_kit::mnist::Mnist;
 use example_kit::{BackendName, OptimizerName, fail};
 use novograd_benches::e2e::Workload;
+use novograd_benches::report::command_line;
 use study::report::Study;
 use study::{Budget, OPTIMIZERS, Trainer, memory, sweeps};
 
@@ -33,7 +34,8 @@ struct Args {
     /// which a later invocation reuses instead of training the run again.
     #[arg(long, default_value = "artifacts/study")]
     artifact_dir: PathBuf,
-    /// Train every run again, ignoring the outcomes kept in the artifact directory.
+    /// Train every run again, ignoring the outcomes kept in the artifact directory. Nothing is
+    /// deleted but what the runs themselves wrote, which they write again.
     #[arg(long)]
     fresh: bool,
 }
@@ -72,11 +74,7 @@ fn main() {
         );
         return;
     }
-    let command = std::iter::once("cargo run --release -p study".to_string())
-        .chain(std::env::args().nth(1).map(|_| "--".to_string()))
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line("study");
     let budget = if args.quick {
         Budget::quick()
     } else {
@@ -84,10 +82,7 @@ fn main() {
     };
     let data = Mnist::load(args.data_dir.as_deref()).unwrap_or_else(|error| fail(error));
     let start = Instant::now();
-    if args.fresh {
-        std::fs::remove_dir_all(&args.artifact_dir).ok();
-    }
-    let mut trainer = Trainer::new(args.backend, data, args.artifact_dir.clone());
+    let mut trainer = Trainer::new(args.backend, data, args.artifact_dir.clone(), args.fresh);
     let sweeps = sweeps(&mut trainer, &budget);
     let exe = std::env::current_exe().expect("the study's own executable");
     let memory = memory::measure(&exe, args.backend, &OPTIMIZERS, budget.probe_steps);

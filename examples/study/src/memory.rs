@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use burn::tensor::backend::AutodiffBackend;
+use burn::tensor::Device;
 use clap::ValueEnum;
 use example_kit::{BackendName, Job, OptimizerName, run_on};
 use novograd_benches::e2e::{Workload, training_step};
@@ -17,7 +17,7 @@ pub struct Memory {
     pub workload: Workload,
     /// The optimizer.
     pub optimizer: OptimizerName,
-    /// Optimizer state through Burn's full-precision recorder.
+    /// Optimizer state as its burnpack record (what a checkpoint stores).
     pub state_bytes: usize,
     /// The process's peak resident memory (VmHWM), KiB; 0 where /proc is missing.
     pub peak_kib: u64,
@@ -32,9 +32,9 @@ struct Probe {
 impl Job for Probe {
     type Output = usize;
 
-    fn run<B: AutodiffBackend>(self, devices: Vec<B::Device>) -> usize {
+    fn run(self, devices: Vec<Device>) -> usize {
         let batch = self.workload.default_batch();
-        let mut step = training_step::<B>(self.workload, self.optimizer, batch, &devices[0], 1);
+        let mut step = training_step(self.workload, self.optimizer, batch, &devices[0], 1);
         for _ in 0..self.steps.max(1) {
             step.step();
         }

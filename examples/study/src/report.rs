@@ -326,7 +326,7 @@ impl Study<'_> {
         };
         let _ = writeln!(
             md,
-            "Each row is a fresh process that trains {} step(s) of the example's model at its default batch size: the optimizer state through Burn's full-precision recorder, and the process's peak resident memory (VmHWM).\n",
+            "Each row is a fresh process that trains {} step(s) of the example's model at its default batch size: the optimizer state as its burnpack record (what a checkpoint stores), and the process's peak resident memory (VmHWM).\n",
             self.budget.probe_steps
         );
         let _ = writeln!(

@@ -1,5 +1,6 @@
 //! `study --quick` end to end on tiny MNIST files the test writes: every sweep, the memory
-//! probes (processes of their own), the report and its plots.
+//! probes (processes of their own), the report and its plots; `--fresh` leaves the user's own
+//! files in the artifact directory alone.
 
 use std::process::Command;
 
@@ -13,13 +14,18 @@ fn quick_study_writes_the_report() {
     write_idx(&data, "train", &synthetic(160, 1), false).unwrap();
     write_idx(&data, "t10k", &synthetic(60, 2), false).unwrap();
     let out = dir.path().join("STUDY.md");
+    let artifacts = dir.path().join("artifacts");
+    let (notes, kept) = (artifacts.join("notes.txt"), artifacts.join("mine/kept.txt"));
+    std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
+    std::fs::write(&notes, "the user's").unwrap();
+    std::fs::write(&kept, "the user's too").unwrap();
     let output = Command::new(env!("CARGO_BIN_EXE_study"))
-        .args(["--quick", "--backend", "ndarray", "--data-dir"])
+        .args(["--quick", "--fresh", "--backend", "flex", "--data-dir"])
         .arg(&data)
         .arg("--out")
         .arg(&out)
         .arg("--artifact-dir")
-        .arg(dir.path().join("artifacts"))
+        .arg(&artifacts)
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
@@ -53,4 +59,6 @@ fn quick_study_writes_the_report() {
         let path = dir.path().join("docs/study").join(plot);
         assert!(path.metadata().unwrap().len() > 1000, "{plot}");
     }
+    assert_eq!(std::fs::read_to_string(&notes).unwrap(), "the user's");
+    assert_eq!(std::fs::read_to_string(&kept).unwrap(), "the user's too");
 }
