@@ -77,9 +77,9 @@ pub struct CommonArgs {
     /// Adam-style bias correction of NovoGrad's two moments [default: off].
     #[arg(long, help_heading = NOVOGRAD_OPTIONS)]
     pub bias_correction: bool,
-    /// Epochs over the training data.
-    #[arg(long, default_value_t = 3)]
-    pub epochs: usize,
+    /// Epochs over the training data [default: the example's: 5 for mnist, 3 for char-lm].
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Seed of the initialisation, the shuffling, dropout and any sampling.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -126,7 +126,7 @@ impl From<DecayMode> for WeightDecayMode {
 
 impl CommonArgs {
     /// The run's settings, with the example's per-optimizer `defaults` filling in `--lr` and
-    /// `--weight-decay`; the artifact directory is prepared by [`prepare_artifact_dir`] for
+    /// `--weight-decay`, and its `default_epochs` `--epochs`; the artifact directory is prepared by [`prepare_artifact_dir`] for
     /// `example`, whose own outputs beside the kit's are `plots` (file names), or, with
     /// `--resume`, checked by [`resumable_checkpoint`]. Bad arguments end the process with
     /// status 2 ([`crate::fail`]).
@@ -136,6 +136,7 @@ impl CommonArgs {
         plots: &[&str],
         defaults: &Defaults,
         batch_size: usize,
+        default_epochs: usize,
     ) -> RunSettings {
         let optimizer = self
             .optimizer(defaults)
@@ -154,7 +155,7 @@ impl CommonArgs {
             optimizer,
             backend: self.backend,
             devices: self.devices.max(1),
-            epochs: self.epochs,
+            epochs: self.epochs.unwrap_or(default_epochs),
             batch_size,
             seed: self.seed,
             artifact_dir,
@@ -210,7 +211,7 @@ impl CommonArgs {
             settings.optimizer.hyper.weight_decay,
             self.backend,
             settings.devices,
-            self.epochs,
+            settings.epochs,
             settings.batch_size
         )
     }

@@ -21,6 +21,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::{TokenBatcher, Windows};
 use crate::model::{Model, ModelConfig};
 
+/// Epochs of a run without `--epochs`.
+pub const EPOCHS: usize = 3;
+
 /// Learning rate and weight decay of each optimizer for this task: AdamW's from nanoGPT's
 /// character-level Shakespeare recipe (1e-3, 0.1), NovoGrad's from the paper's Transformer
 /// recipe scaled to this model (0.01, 1e-3), SGD's a usual momentum recipe.

@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use char_lm::model::ModelConfig;
-use char_lm::{DEFAULTS, LmData, LmRun, PLOTS, generate, load_trained, plot_curves};
+use char_lm::{DEFAULTS, EPOCHS, LmData, LmRun, PLOTS, generate, load_trained, plot_curves};
 use clap::{Parser, Subcommand};
 use example_kit::text::CharCorpus;
 use example_kit::{BackendName, CommonArgs, RunConfig, fail, run_on};
@@ -108,7 +108,7 @@ fn train(args: TrainArgs) {
         .map(|prompt| (encode_prompt(&corpus, &prompt), args.sample_len));
     let settings = args
         .common
-        .settings("char-lm", &PLOTS, &DEFAULTS, args.batch_size);
+        .settings("char-lm", &PLOTS, &DEFAULTS, args.batch_size, EPOCHS);
     let artifact_dir = settings.artifact_dir.clone();
     let model = ModelConfig::new(corpus.vocabulary.len()).with_context(args.context);
     let data = LmData {

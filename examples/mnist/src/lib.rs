@@ -22,6 +22,9 @@ use serde::{Deserialize, Serialize};
 use crate::data::MnistBatcher;
 use crate::model::{Model, ModelConfig};
 
+/// Epochs of a run without `--epochs`.
+pub const EPOCHS: usize = 5;
+
 /// Learning rate and weight decay of each optimizer for this task: NovoGrad's from the paper's
 /// recipes (λ = 0.01, d = 1e-3), AdamW's and SGD's the usual ones for small CNNs.
 pub const DEFAULTS: Defaults = Defaults {

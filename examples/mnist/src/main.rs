@@ -9,7 +9,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use example_kit::mnist::{Mnist, read_image};
 use example_kit::{BackendName, CommonArgs, RunConfig, fail, run_on};
 use mnist::model::ModelConfig;
-use mnist::{DEFAULTS, MnistData, MnistRun, PLOTS, load_trained, plot_curves, predict};
+use mnist::{DEFAULTS, EPOCHS, MnistData, MnistRun, PLOTS, load_trained, plot_curves, predict};
 
 /// Train a small CNN on MNIST with NovoGrad, AdamW or SGD through Burn's Learner (the default
 /// command), or predict digits with a trained one.
@@ -48,6 +48,12 @@ struct TrainArgs {
     /// Train on the first N training images only (quick runs) [default: all].
     #[arg(long)]
     train_limit: Option<usize>,
+    /// Channels of the first convolution; the second has twice as many [default: 24].
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Width of the hidden linear layer [default: 256].
+    #[arg(long)]
+    hidden: Option<usize>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -87,9 +93,14 @@ fn train(args: TrainArgs) {
     }
     let settings = args
         .common
-        .settings("mnist", &PLOTS, &DEFAULTS, args.batch_size);
+        .settings("mnist", &PLOTS, &DEFAULTS, args.batch_size, EPOCHS);
     let artifact_dir = settings.artifact_dir.clone();
     let model = ModelConfig::new();
+    let model = ModelConfig {
+        channels: args.channels.unwrap_or(model.channels),
+        hidden: args.hidden.unwrap_or(model.hidden),
+        ..model
+    };
     let data_config = MnistData {
         data_dir: args.data_dir.clone(),
         train_limit: args.train_limit,

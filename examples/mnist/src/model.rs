@@ -18,10 +18,10 @@ use crate::data::MnistBatch;
 #[derive(Config, Debug)]
 pub struct ModelConfig {
     /// Channels of the first convolution; the second has twice as many.
-    #[config(default = 16)]
+    #[config(default = 24)]
     pub channels: usize,
     /// Width of the hidden linear layer.
-    #[config(default = 128)]
+    #[config(default = 256)]
     pub hidden: usize,
     /// Dropout before the last layer.
     #[config(default = 0.25)]

@@ -211,6 +211,10 @@ fn command_line_trains_saves_the_model_and_predicts_with_it() {
         "adamw",
         "--grad-clip-norm",
         "5",
+        "--channels",
+        "4",
+        "--hidden",
+        "32",
         "--artifact-dir",
         model,
     ]);
@@ -234,7 +238,8 @@ fn command_line_trains_saves_the_model_and_predicts_with_it() {
     )
     .unwrap();
     assert_eq!(config["example"], "mnist");
-    assert_eq!(config["model"]["channels"], 16);
+    assert_eq!(config["model"]["channels"], 4);
+    assert_eq!(config["model"]["hidden"], 32);
     assert_eq!(config["data"]["data_dir"], data);
     assert_eq!(config["optimizer"]["name"], "adamw");
     assert_eq!(config["optimizer"]["grad_clip_norm"], 5.0);
