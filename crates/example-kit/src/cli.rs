@@ -126,10 +126,10 @@ impl From<DecayMode> for WeightDecayMode {
 
 impl CommonArgs {
     /// The run's settings, with the example's per-optimizer `defaults` filling in `--lr` and
-    /// `--weight-decay`, and its `default_epochs` `--epochs`; the artifact directory is prepared by [`prepare_artifact_dir`] for
-    /// `example`, whose own outputs beside the kit's are `plots` (file names), or, with
-    /// `--resume`, checked by [`resumable_checkpoint`]. Bad arguments end the process with
-    /// status 2 ([`crate::fail`]).
+    /// `--weight-decay`, and its `default_epochs` `--epochs`; the artifact directory is
+    /// prepared by [`prepare_artifact_dir`] for `example`, whose own outputs beside the kit's
+    /// are `plots` (file names), or, with `--resume`, checked by [`resumable_checkpoint`]. Bad
+    /// arguments end the process with status 2 ([`crate::fail`]).
     pub fn settings(
         &self,
         example: &str,
