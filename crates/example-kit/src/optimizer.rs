@@ -1,6 +1,6 @@
-//! The optimizers compared in the examples: NovoGrad (ours), and Burn's AdamW and SGD with
-//! momentum. In Burn 0.22 each config's `init()` gives the same `ModuleOptimizer` type, which is
-//! what the Learner takes.
+//! The optimizers compared in the examples: NovoGrad (ours), and Burn's AdamW, SGD with
+//! momentum, LAMB (the other layer-wise adaptive method) and Lion. In Burn 0.22 each config's
+//! `init()` gives the same `ModuleOptimizer` type, which is what the Learner takes.
 
 use std::fmt;
 
@@ -8,7 +8,7 @@ use burn::grad_clipping::GradientClippingConfig;
 use burn::module::ParamGroup;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, LambConfig, LionConfig, ModuleOptimizer, Optimizer, SgdConfig};
 use burn::tensor::Device;
 use burn_novograd::{NovoGradConfig, WeightDecayMode};
 use clap::ValueEnum;
@@ -24,6 +24,10 @@ pub enum OptimizerName {
     Adamw,
     /// Burn's SGD with momentum 0.9 (no dampening, no Nesterov).
     Sgd,
+    /// Burn's LAMB (You et al. 2019), β = (0.9, 0.999), ε = 1e-6, trust ratio on.
+    Lamb,
+    /// Burn's Lion (Chen et al. 2023), β = (0.9, 0.99).
+    Lion,
 }
 
 impl fmt::Display for OptimizerName {
@@ -38,7 +42,8 @@ impl fmt::Display for OptimizerName {
 pub struct Hyper {
     /// Peak learning rate.
     pub lr: f64,
-    /// Weight decay (decoupled for AdamW, L2 for SGD, in the moment for NovoGrad).
+    /// Weight decay (decoupled for AdamW and Lion, L2 for SGD, in the moment for NovoGrad,
+    /// added to the update before the trust ratio for LAMB).
     pub weight_decay: f32,
 }
 
@@ -51,6 +56,10 @@ pub struct Defaults {
     pub adamw: Hyper,
     /// SGD's.
     pub sgd: Hyper,
+    /// LAMB's.
+    pub lamb: Hyper,
+    /// Lion's.
+    pub lion: Hyper,
 }
 
 /// NovoGrad's options besides learning rate and weight decay (`NovoGradConfig`'s fields of the
@@ -121,6 +130,8 @@ impl OptimizerSpec {
             OptimizerName::Novograd => defaults.novograd,
             OptimizerName::Adamw => defaults.adamw,
             OptimizerName::Sgd => defaults.sgd,
+            OptimizerName::Lamb => defaults.lamb,
+            OptimizerName::Lion => defaults.lion,
         };
         Self {
             name,
@@ -200,6 +211,18 @@ impl OptimizerSpec {
             .with_gradient_clipping(self.grad_clipping())
     }
 
+    fn lamb_config(&self) -> LambConfig {
+        LambConfig::new()
+            .with_weight_decay(self.hyper.weight_decay)
+            .with_grad_clipping(self.grad_clipping())
+    }
+
+    fn lion_config(&self) -> LionConfig {
+        LionConfig::new()
+            .with_weight_decay(self.hyper.weight_decay)
+            .with_grad_clipping(self.grad_clipping())
+    }
+
     fn grad_clipping(&self) -> Option<GradientClippingConfig> {
         self.grad_clip_norm.map(GradientClippingConfig::Norm)
     }
@@ -210,6 +233,8 @@ impl OptimizerSpec {
             OptimizerName::Novograd => serde_json::to_value(self.novograd_config()),
             OptimizerName::Adamw => serde_json::to_value(self.adamw_config()),
             OptimizerName::Sgd => serde_json::to_value(self.sgd_config()),
+            OptimizerName::Lamb => serde_json::to_value(self.lamb_config()),
+            OptimizerName::Lion => serde_json::to_value(self.lion_config()),
         };
         json.expect("Burn configs serialize")
     }
@@ -217,16 +242,30 @@ impl OptimizerSpec {
     /// The optimizer; with `no_decay_bias_norm`, parameters matching [`NO_DECAY_PATHS`] go to
     /// a group of the same optimizer without weight decay (and with the same clipping).
     pub fn init(&self) -> AnyOptimizer {
-        let optimizer = match self.name {
-            OptimizerName::Novograd => self.novograd_config().expect("NovoGrad's options").init(),
-            OptimizerName::Adamw => self.adamw_config().init(),
-            OptimizerName::Sgd => self.sgd_config().init(),
-        };
+        match self.name {
+            OptimizerName::Novograd => {
+                self.assemble(|spec| spec.novograd_config().expect("NovoGrad's options").build())
+            }
+            OptimizerName::Adamw => self.assemble(|spec| spec.adamw_config().build()),
+            OptimizerName::Sgd => self.assemble(|spec| spec.sgd_config().build()),
+            OptimizerName::Lamb => self.assemble(|spec| spec.lamb_config().build()),
+            OptimizerName::Lion => self.assemble(|spec| spec.lion_config().build()),
+        }
+    }
+
+    /// The `ModuleOptimizer` of the per-tensor optimizer `build` makes of a spec: this spec's
+    /// for every parameter, with its clipping, and with `no_decay_bias_norm` a group of the
+    /// same spec without weight decay.
+    fn assemble<O: Optimizer + 'static>(&self, build: impl Fn(&Self) -> O) -> AnyOptimizer {
+        let clipping = || self.grad_clipping().map(|clipping| clipping.init());
+        let mut optimizer = ModuleOptimizer::from(build(self));
+        if let Some(clipping) = clipping() {
+            optimizer = optimizer.with_grad_clipping(clipping);
+        }
         if !self.no_decay_bias_norm {
             return optimizer;
         }
         let group = ParamGroup::from_any_regexes(NO_DECAY_PATHS.to_vec()).expect("valid regexes");
-        let clipping = self.grad_clipping().map(|clipping| clipping.init());
         let undecayed = Self {
             hyper: Hyper {
                 weight_decay: 0.0,
@@ -234,22 +273,7 @@ impl OptimizerSpec {
             },
             ..*self
         };
-        match self.name {
-            OptimizerName::Novograd => optimizer.with_group(
-                group,
-                undecayed
-                    .novograd_config()
-                    .expect("NovoGrad's options")
-                    .build(),
-                clipping,
-            ),
-            OptimizerName::Adamw => {
-                optimizer.with_group(group, undecayed.adamw_config().build(), clipping)
-            }
-            OptimizerName::Sgd => {
-                optimizer.with_group(group, undecayed.sgd_config().build(), clipping)
-            }
-        }
+        optimizer.with_group(group, build(&undecayed), clipping())
     }
 
     /// Which NovoGrad step parameters on `device` take, in words: `"fused (flex)"` or

@@ -6,6 +6,7 @@ use burn::module::Module;
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::{Device, Tensor};
+use clap::ValueEnum;
 use example_kit::{Defaults, Hyper, OptimizerName, OptimizerSpec};
 
 const DEFAULTS: Defaults = Defaults {
@@ -21,13 +22,15 @@ const DEFAULTS: Defaults = Defaults {
         lr: 0.1,
         weight_decay: 0.1,
     },
+    lamb: Hyper {
+        lr: 0.1,
+        weight_decay: 0.1,
+    },
+    lion: Hyper {
+        lr: 0.1,
+        weight_decay: 0.1,
+    },
 };
-
-const OPTIMIZERS: [OptimizerName; 3] = [
-    OptimizerName::Novograd,
-    OptimizerName::Adamw,
-    OptimizerName::Sgd,
-];
 
 #[derive(Module, Debug)]
 struct Net {
@@ -68,7 +71,7 @@ fn no_decay_bias_norm_leaves_biases_and_norms_undecayed() {
         norm: LayerNormConfig::new(3).init(&device),
     };
     let [weight, bias, gamma] = parameters(&net);
-    for name in OPTIMIZERS {
+    for &name in OptimizerName::value_variants() {
         let mut spec = OptimizerSpec::new(name, &DEFAULTS, None, None);
         let [decayed_weight, decayed_bias, decayed_gamma] =
             parameters(&step_without_gradient(spec, &net, &device));
@@ -97,7 +100,7 @@ fn no_decay_bias_norm_leaves_biases_and_norms_undecayed() {
 
 #[test]
 fn grad_clip_norm_reaches_every_optimizer_and_its_groups() {
-    for name in OPTIMIZERS {
+    for &name in OptimizerName::value_variants() {
         let mut spec = OptimizerSpec::new(name, &DEFAULTS, None, None);
         assert!(!spec.init().has_gradient_clipping(), "{name}");
         spec.grad_clip_norm = Some(1.5);

@@ -1,5 +1,5 @@
 //! A small decoder-only transformer on characters, trained through Burn's
-//! `SupervisedTraining` + `Learner` with NovoGrad, AdamW or SGD on any backend.
+//! `SupervisedTraining` + `Learner` with NovoGrad, AdamW, SGD, LAMB or Lion on any backend.
 //! The binary is `cargo run --release -p char-lm`.
 
 pub mod data;
@@ -26,7 +26,9 @@ pub const EPOCHS: usize = 3;
 
 /// Learning rate and weight decay of each optimizer for this task: AdamW's from nanoGPT's
 /// character-level Shakespeare recipe (1e-3, 0.1), NovoGrad's from the paper's Transformer
-/// recipe scaled to this model (0.01, 1e-3), SGD's a usual momentum recipe.
+/// recipe scaled to this model (0.01, 1e-3), SGD's a usual momentum recipe, LAMB's 1% of each
+/// layer's norm per step with AdamW's decay, Lion's AdamW's rate / 3 and decay × 3 (the Lion
+/// paper's advice).
 pub const DEFAULTS: Defaults = Defaults {
     novograd: Hyper {
         lr: 0.01,
@@ -39,6 +41,14 @@ pub const DEFAULTS: Defaults = Defaults {
     sgd: Hyper {
         lr: 0.1,
         weight_decay: 0.0,
+    },
+    lamb: Hyper {
+        lr: 0.01,
+        weight_decay: 0.1,
+    },
+    lion: Hyper {
+        lr: 3e-4,
+        weight_decay: 0.3,
     },
 };
 

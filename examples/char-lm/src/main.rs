@@ -10,12 +10,13 @@ use clap::{Parser, Subcommand};
 use example_kit::text::CharCorpus;
 use example_kit::{BackendName, CommonArgs, RunConfig, fail, run_on};
 
-/// Train a small decoder-only transformer on characters with NovoGrad, AdamW or SGD through
-/// Burn's Learner (the default command), or sample text from a trained one.
+/// Train a small decoder-only transformer on characters with NovoGrad, AdamW, SGD, LAMB or Lion
+/// through Burn's Learner (the default command), or sample text from a trained one.
 ///
 /// Default learning rate / weight decay per optimizer: NovoGrad 0.01 / 1e-3 (β = 0.95, 0.98),
-/// AdamW 1e-3 / 0.1 (β = 0.9, 0.999), SGD 0.1 / 0 (momentum 0.9); warm-up over the first 5% of
-/// steps, then cosine decay.
+/// AdamW 1e-3 / 0.1 (β = 0.9, 0.999), SGD 0.1 / 0 (momentum 0.9), LAMB 0.01 / 0.1 (β = 0.9,
+/// 0.999), Lion 3e-4 / 0.3 (β = 0.9, 0.99); warm-up over the first 5% of steps, then cosine
+/// decay.
 #[derive(Parser, Debug)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {

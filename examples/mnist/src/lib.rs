@@ -1,5 +1,6 @@
 //! MNIST with a small CNN, trained through Burn's `SupervisedTraining` + `Learner` with
-//! NovoGrad, AdamW or SGD, on any backend. The binary is `cargo run --release -p mnist`.
+//! NovoGrad, AdamW, SGD, LAMB or Lion, on any backend. The binary is
+//! `cargo run --release -p mnist`.
 
 pub mod data;
 pub mod model;
@@ -8,10 +9,13 @@ use std::path::{Path, PathBuf};
 
 use burn::data::dataloader::batcher::Batcher;
 use burn::data::dataset::Dataset;
+use burn::nn::loss::CrossEntropyLossConfig;
 use burn::prelude::*;
 use burn::tensor::activation::softmax;
-use burn::train::SupervisedTraining;
 use burn::train::metric::{AccuracyMetric, LearningRateMetric, LossMetric};
+use burn::train::{
+    ClassificationOutput, InferenceStep, LearnerModel, SupervisedTraining, TrainStep,
+};
 use example_kit::mnist::{Mnist, MnistItem, MnistSplit};
 use example_kit::{
     Defaults, Hyper, Job, RunConfig, RunReport, RunSettings, Series, load_weights, loader, plot,
@@ -19,14 +23,16 @@ use example_kit::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::data::MnistBatcher;
+use crate::data::{MnistBatch, MnistBatcher};
 use crate::model::{Model, ModelConfig};
 
 /// Epochs of a run without `--epochs`.
 pub const EPOCHS: usize = 5;
 
 /// Learning rate and weight decay of each optimizer for this task: NovoGrad's from the paper's
-/// recipes (λ = 0.01, d = 1e-3), AdamW's and SGD's the usual ones for small CNNs.
+/// recipes (λ = 0.01, d = 1e-3), AdamW's and SGD's the usual ones for small CNNs, LAMB's the
+/// paper's decay (0.01) at a rate that changes each layer by 1% of its norm per step, Lion's
+/// AdamW's rate / 3 and decay × 3 (the Lion paper's advice).
 pub const DEFAULTS: Defaults = Defaults {
     novograd: Hyper {
         lr: 0.01,
@@ -40,15 +46,66 @@ pub const DEFAULTS: Defaults = Defaults {
         lr: 0.05,
         weight_decay: 5e-4,
     },
+    lamb: Hyper {
+        lr: 0.01,
+        weight_decay: 0.01,
+    },
+    lion: Hyper {
+        lr: 3e-4,
+        weight_decay: 0.03,
+    },
 };
 
-/// One training run.
+/// A digit classifier the example can train: logits `[batch, 10]` of images
+/// `[batch, 1, 28, 28]`, and the Learner's steps on [`MnistBatch`]es.
+pub trait Classifier:
+    LearnerModel
+    + TrainStep<Input = MnistBatch, Output = ClassificationOutput>
+    + InferenceStep<Input = MnistBatch, Output = ClassificationOutput>
+{
+    /// Logits of `images`.
+    fn logits(&self, images: Tensor<4>) -> Tensor<2>;
+
+    /// Logits, cross-entropy loss and targets of a batch (both Learner steps).
+    fn classify(&self, batch: MnistBatch) -> ClassificationOutput {
+        let output = self.logits(batch.images);
+        let loss = CrossEntropyLossConfig::new()
+            .init(&output.device())
+            .forward(output.clone(), batch.targets.clone());
+        ClassificationOutput::new(loss, output, batch.targets)
+    }
+}
+
+/// What makes a [`Classifier`] on a device: the example's CNN ([`ModelConfig`]), or another
+/// model trained the same way (the study's MLP).
+pub trait ClassifierConfig {
+    /// The classifier it makes.
+    type Model: Classifier;
+    /// A new classifier on `device`, initialised from the device's random numbers.
+    fn init(&self, device: &Device) -> Self::Model;
+}
+
+impl Classifier for Model {
+    fn logits(&self, images: Tensor<4>) -> Tensor<2> {
+        self.forward(images)
+    }
+}
+
+impl ClassifierConfig for ModelConfig {
+    type Model = Model;
+
+    fn init(&self, device: &Device) -> Model {
+        ModelConfig::init(self, device)
+    }
+}
+
+/// One training run of the CNN, or of another [`ClassifierConfig`]'s model.
 #[derive(Clone, Debug)]
-pub struct MnistRun {
+pub struct MnistRun<C = ModelConfig> {
     /// Optimizer, backend, epochs, batch size, seed, output directory.
     pub settings: RunSettings,
-    /// The CNN's sizes.
-    pub model: ModelConfig,
+    /// The model's sizes.
+    pub model: C,
     /// The data; the test split is also the per-epoch validation (nothing is selected on it).
     pub data: Mnist,
 }
@@ -62,7 +119,7 @@ pub struct MnistOutcome {
     pub train_images: usize,
 }
 
-impl Job for MnistRun {
+impl<C: ClassifierConfig> Job for MnistRun<C> {
     type Output = RunReport<MnistOutcome>;
 
     fn run(self, devices: Vec<Device>) -> Self::Output {
@@ -132,14 +189,14 @@ pub fn predict(model: &Model, image: Vec<u8>) -> (usize, f32) {
 }
 
 /// Percent of `split` that `model` classifies correctly, on `model`'s device.
-pub fn accuracy(model: &Model, split: &MnistSplit, batch_size: usize) -> f64 {
+pub fn accuracy<M: Classifier>(model: &M, split: &MnistSplit, batch_size: usize) -> f64 {
     let device = model.devices()[0].clone();
     let correct: i64 = loader(MnistBatcher, split.clone(), batch_size, None)
         .to_device(&device)
         .iter()
         .map(|batch| {
             let batch = batch.expect("the test data loads");
-            let predicted = model.forward(batch.images).argmax(1).squeeze_dim(1);
+            let predicted = model.logits(batch.images).argmax(1).squeeze_dim(1);
             predicted
                 .equal(batch.targets)
                 .int()

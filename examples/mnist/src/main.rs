@@ -11,12 +11,13 @@ use example_kit::{BackendName, CommonArgs, RunConfig, fail, run_on};
 use mnist::model::ModelConfig;
 use mnist::{DEFAULTS, EPOCHS, MnistData, MnistRun, PLOTS, load_trained, plot_curves, predict};
 
-/// Train a small CNN on MNIST with NovoGrad, AdamW or SGD through Burn's Learner (the default
-/// command), or predict digits with a trained one.
+/// Train a small CNN on MNIST with NovoGrad, AdamW, SGD, LAMB or Lion through Burn's Learner
+/// (the default command), or predict digits with a trained one.
 ///
 /// Default learning rate / weight decay per optimizer: NovoGrad 0.01 / 1e-3 (β = 0.95, 0.98),
-/// AdamW 1e-3 / 1e-2 (β = 0.9, 0.999), SGD 0.05 / 5e-4 (momentum 0.9); warm-up over the first
-/// 5% of steps, then cosine decay.
+/// AdamW 1e-3 / 1e-2 (β = 0.9, 0.999), SGD 0.05 / 5e-4 (momentum 0.9), LAMB 0.01 / 0.01
+/// (β = 0.9, 0.999), Lion 3e-4 / 0.03 (β = 0.9, 0.99); warm-up over the first 5% of steps,
+/// then cosine decay.
 #[derive(Parser, Debug)]
 #[command(version, args_conflicts_with_subcommands = true)]
 struct Cli {

@@ -2,7 +2,6 @@
 //! only the first convolution runs at full 28×28 resolution.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
@@ -12,6 +11,7 @@ use burn::prelude::*;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use example_kit::mnist::{CLASSES, SIDE};
 
+use crate::Classifier;
 use crate::data::MnistBatch;
 
 /// The CNN's sizes.
@@ -96,15 +96,6 @@ impl Model {
             .dropout
             .forward(self.activation.forward(self.hidden.forward(x)));
         self.output.forward(x)
-    }
-
-    /// Logits, cross-entropy loss and targets of a batch.
-    pub fn classify(&self, batch: MnistBatch) -> ClassificationOutput {
-        let output = self.forward(batch.images);
-        let loss = CrossEntropyLossConfig::new()
-            .init(&output.device())
-            .forward(output.clone(), batch.targets.clone());
-        ClassificationOutput::new(loss, output, batch.targets)
     }
 }
 

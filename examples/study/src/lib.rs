@@ -1,111 +1,236 @@
-//! The NovoGrad paper's claims, measured with short seeded MNIST trainings of the MNIST example
-//! (its model, data pipeline and Burn `Learner`): learning-rate and initialisation robustness,
-//! large batch, and memory. `cargo run --release -p study` writes `STUDY.md` and its plots.
+//! The NovoGrad paper's claims, measured with seeded trainings that reach their plateau:
+//! learning-rate and initialisation robustness and large batch on MNIST (a perceptron on the
+//! full data, [`mlp`]), a learning-rate sweep of a small character-level transformer (the
+//! char-LM example's model, narrower), and memory. Peers: Burn's AdamW, SGD with momentum, LAMB
+//! and Lion. `cargo run --release -p study` writes `STUDY.md` and its plots; a run already
+//! trained (its `point.json` in the artifact directory) is never trained again.
 
 pub mod memory;
+pub mod mlp;
 pub mod report;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::time::Instant;
 
+use burn::data::dataset::Dataset;
 use example_kit::mnist::Mnist;
+use example_kit::text::CharCorpus;
 use example_kit::{
-    BackendName, OptimizerName, OptimizerSpec, RunSettings, prepare_artifact_dir, run_on,
+    BackendName, Defaults, OptimizerName, OptimizerSpec, RunSettings, prepare_artifact_dir, run_on,
 };
-use mnist::model::ModelConfig;
-use mnist::{DEFAULTS, MnistRun};
 use serde::{Deserialize, Serialize};
 
-/// The optimizers compared, in report order.
-pub const OPTIMIZERS: [OptimizerName; 3] = [
+use crate::mlp::MlpConfig;
+
+/// The optimizers of the MNIST sweeps, in report order.
+pub const OPTIMIZERS: [OptimizerName; 5] = [
     OptimizerName::Novograd,
     OptimizerName::Adamw,
     OptimizerName::Sgd,
+    OptimizerName::Lamb,
+    OptimizerName::Lion,
 ];
 
-/// How much the study trains.
+/// The optimizers of the char-LM sweep.
+pub const LM_OPTIMIZERS: [OptimizerName; 3] = [
+    OptimizerName::Novograd,
+    OptimizerName::Adamw,
+    OptimizerName::Lamb,
+];
+
+/// Learning rates lie on a grid half a decade apart: rate `k` is 10^(k/2).
+pub fn grid_lr(k: i32) -> f64 {
+    10f64.powf(f64::from(k) / 2.0)
+}
+
+/// The grid index nearest `lr`.
+pub fn grid_index(lr: f64) -> i32 {
+    (2.0 * lr.log10()).round() as i32
+}
+
+/// The largest grid index: Burn's learning-rate schedulers take peak rates up to 1.
+pub const MAX_INDEX: i32 = 0;
+
+/// The first window of a sweep: `points` grid rates centred on the one nearest `default`,
+/// moved down where it would pass 1. Inclusive grid indices.
+pub fn initial_window(default: f64, points: usize) -> (i32, i32) {
+    let low = grid_index(default) - (points as i32 - 1) / 2;
+    let high = low + points as i32 - 1;
+    let past_one = (high - MAX_INDEX).max(0);
+    (low - past_one, high - past_one)
+}
+
+/// The MNIST part of the budget.
 #[derive(Clone, Debug, Serialize)]
-pub struct Budget {
-    /// Seeds of every sweep point (initialisation and shuffling).
+pub struct MnistBudget {
+    /// Width of the perceptron's two hidden layers.
+    pub hidden: usize,
+    /// Training images (`None`: all).
+    pub train_images: Option<usize>,
+    /// Test images every run is scored on (`None`: all).
+    pub test_images: Option<usize>,
+    /// Epochs of the learning-rate and initialisation sweeps.
+    pub epochs: usize,
+    /// Batch size of those sweeps, and the reference of the large-batch sweep.
+    pub batch: usize,
+    /// Seeds of those sweeps.
     pub seeds: Vec<u64>,
-    /// Learning rates of the sweep, as factors of each optimizer's default.
-    pub lr_factors: Vec<f64>,
+    /// Grid rates in the first window of each optimizer.
+    pub lr_points: usize,
+    /// A window whose best rate is at an edge grows by a rate on that side, up to this many.
+    pub lr_max_points: usize,
     /// Initialisation scales, as factors of Burn's default.
     pub init_scales: Vec<f64>,
-    /// Training images and epochs of the learning-rate and initialisation sweeps.
-    pub sweep_images: usize,
-    /// Epochs of the sweeps.
-    pub sweep_epochs: usize,
-    /// Batch size of the sweeps.
-    pub sweep_batch: usize,
-    /// Batch sizes of the large-batch sweep; the first is the reference for LR scaling.
+    /// Batch sizes of the large-batch sweep.
     pub batch_sizes: Vec<usize>,
-    /// Training images of the large-batch sweep.
-    pub batch_images: usize,
     /// Epochs of the large-batch sweep.
     pub batch_epochs: usize,
     /// Seeds of the large-batch sweep.
     pub batch_seeds: Vec<u64>,
-    /// Test images every run is scored on.
-    pub test_images: usize,
+}
+
+/// The char-LM part of the budget.
+#[derive(Clone, Debug, Serialize)]
+pub struct LmBudget {
+    /// Width of the residual stream.
+    pub d_model: usize,
+    /// Transformer blocks.
+    pub layers: usize,
+    /// Characters of context.
+    pub context: usize,
+    /// Windows per batch.
+    pub batch: usize,
+    /// Training windows per epoch (`None`: all).
+    pub windows: Option<usize>,
+    /// Epochs.
+    pub epochs: usize,
+    /// Seeds.
+    pub seeds: Vec<u64>,
+    /// Grid rates in the first window of each optimizer.
+    pub lr_points: usize,
+    /// A window whose best rate is at an edge grows by a rate on that side, up to this many.
+    pub lr_max_points: usize,
+}
+
+/// How much the study trains.
+#[derive(Clone, Debug, Serialize)]
+pub struct Budget {
+    /// MNIST sweeps.
+    pub mnist: MnistBudget,
+    /// char-LM sweep.
+    pub lm: LmBudget,
     /// Training steps of each memory probe.
     pub probe_steps: usize,
 }
 
 impl Budget {
-    /// The study as committed: about half an hour on 2 CPU cores with flex.
+    /// The study as committed: every MNIST image, runs long enough to reach their plateau.
     pub fn full() -> Self {
         Self {
-            seeds: vec![1, 2],
-            // Up to 10×: SGD's default of 0.05 allows no more, since Burn's schedulers take peak
-            // rates in (0, 1].
-            lr_factors: [-2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0]
-                .iter()
-                .map(|e| 10f64.powf(*e))
-                .collect(),
-            init_scales: vec![0.1, 1.0, 10.0],
-            sweep_images: 5_000,
-            sweep_epochs: 1,
-            sweep_batch: 128,
-            batch_sizes: vec![128, 512, 2048, 8192],
-            batch_images: 12_000,
-            batch_epochs: 2,
-            batch_seeds: vec![1],
-            test_images: 2_000,
+            mnist: MnistBudget {
+                hidden: 256,
+                train_images: None,
+                test_images: None,
+                // Also the large-batch sweep's: its batch-128 runs are the best runs of the
+                // learning-rate sweep.
+                epochs: 20,
+                batch: 128,
+                seeds: vec![1, 2],
+                lr_points: 7,
+                lr_max_points: 10,
+                init_scales: vec![0.1, 1.0, 10.0],
+                batch_sizes: vec![128, 512, 2048, 8192],
+                // 60,000 images: 8 steps per epoch at 8192, 160 in all.
+                batch_epochs: 20,
+                batch_seeds: vec![1],
+            },
+            lm: LmBudget {
+                d_model: 64,
+                layers: 2,
+                context: 64,
+                batch: 16,
+                // 334 steps per epoch, 1,002 in all.
+                windows: Some(5_344),
+                epochs: 3,
+                seeds: vec![1],
+                lr_points: 5,
+                lr_max_points: 7,
+            },
             probe_steps: 3,
         }
     }
 
-    /// A few minutes' version (and what the tests run on tiny data).
+    /// A few minutes' version (and what the tests run on tiny data): one seed, three rates
+    /// (windows do not grow), two batch sizes, small subsets.
     pub fn quick() -> Self {
         Self {
-            seeds: vec![1],
-            lr_factors: vec![0.1, 1.0, 10.0],
-            init_scales: vec![0.1, 1.0, 10.0],
-            sweep_images: 600,
-            sweep_epochs: 1,
-            sweep_batch: 32,
-            batch_sizes: vec![32, 128],
-            batch_images: 600,
-            batch_epochs: 1,
-            batch_seeds: vec![1],
-            test_images: 200,
+            mnist: MnistBudget {
+                hidden: 32,
+                train_images: Some(600),
+                test_images: Some(200),
+                epochs: 1,
+                batch: 32,
+                seeds: vec![1],
+                lr_points: 3,
+                lr_max_points: 3,
+                init_scales: vec![0.1, 1.0, 10.0],
+                batch_sizes: vec![32, 128],
+                batch_epochs: 1,
+                batch_seeds: vec![1],
+            },
+            lm: LmBudget {
+                d_model: 16,
+                layers: 1,
+                context: 16,
+                batch: 8,
+                windows: Some(40),
+                epochs: 1,
+                seeds: vec![1],
+                lr_points: 3,
+                lr_max_points: 3,
+            },
             probe_steps: 1,
         }
     }
 }
 
+/// What a run trains.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Task {
+    /// The perceptron on MNIST, scored by test accuracy (%).
+    Mnist {
+        /// Hidden width.
+        hidden: usize,
+        /// Training images.
+        train_images: usize,
+        /// Test images.
+        test_images: usize,
+    },
+    /// The char-LM transformer, scored by validation loss (nats per character).
+    CharLm {
+        /// Width of the residual stream.
+        d_model: usize,
+        /// Transformer blocks.
+        layers: usize,
+        /// Characters of context.
+        context: usize,
+        /// Training windows per epoch.
+        windows: usize,
+    },
+}
+
 /// One training run of the study.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Run {
-    /// The optimizer, its learning rate and (default) weight decay.
+    /// The model and data.
+    pub task: Task,
+    /// The optimizer, its learning rate and the task's weight decay.
     pub optimizer: OptimizerSpec,
-    /// Initialisation scale.
+    /// Initialisation scale (MNIST).
     pub init_scale: f64,
     /// Batch size.
     pub batch_size: usize,
-    /// Training images.
-    pub images: usize,
     /// Epochs.
     pub epochs: usize,
     /// Seed.
@@ -117,10 +242,29 @@ pub struct Run {
 pub struct Point {
     /// What was trained.
     pub run: Run,
-    /// Percent of the test images classified correctly after training.
-    pub accuracy: f64,
-    /// Seconds of training (evaluation not included).
+    /// Test accuracy in percent (MNIST) or validation loss in nats per character (char-LM),
+    /// of the final model.
+    pub score: f64,
+    /// The same, per epoch, as the Learner's validation measured it.
+    pub history: Vec<f64>,
+    /// Optimizer steps.
+    pub steps: usize,
+    /// Wall time of the run: training, per-epoch validation and the final score.
     pub seconds: f64,
+}
+
+impl Point {
+    /// The gain of the last epoch: accuracy points gained (MNIST), or validation loss lost
+    /// (char-LM), over the epoch before; `None` after a single epoch.
+    pub fn last_epoch_gain(&self) -> Option<f64> {
+        let [.., before, last] = self.history[..] else {
+            return None;
+        };
+        Some(match self.run.task {
+            Task::Mnist { .. } => last - before,
+            Task::CharLm { .. } => before - last,
+        })
+    }
 }
 
 /// The file a finished run's [`Point`] is kept in, inside its artifact directory.
@@ -134,7 +278,9 @@ pub struct Trainer {
     /// The backend.
     pub backend: BackendName,
     /// Full MNIST; runs take the first images of each split.
-    pub data: Mnist,
+    pub mnist: Mnist,
+    /// The char-LM text.
+    pub corpus: CharCorpus,
     /// Where each run's Learner artifacts go.
     pub artifacts: PathBuf,
     /// Train every run again, ignoring the outcomes earlier invocations kept.
@@ -145,12 +291,19 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// A trainer of runs on `backend` over `data`, into directories under `artifacts`; with
-    /// `fresh`, outcomes kept there are ignored.
-    pub fn new(backend: BackendName, data: Mnist, artifacts: PathBuf, fresh: bool) -> Self {
+    /// A trainer of runs on `backend` over `mnist` and `corpus`, into directories under
+    /// `artifacts`; with `fresh`, outcomes kept there are ignored.
+    pub fn new(
+        backend: BackendName,
+        mnist: Mnist,
+        corpus: CharCorpus,
+        artifacts: PathBuf,
+        fresh: bool,
+    ) -> Self {
         Self {
             backend,
-            data,
+            mnist,
+            corpus,
             artifacts,
             fresh,
             done: HashMap::new(),
@@ -159,21 +312,33 @@ impl Trainer {
     }
 
     /// Trains `run` (or returns its earlier outcome: from this invocation, or, unless `fresh`,
-    /// from the `point.json` an earlier invocation left in the run's directory), scoring it on
-    /// `test_images`. Before training, only what a run writes is removed from its directory
+    /// from the `point.json` an earlier invocation left in the run's directory). Before
+    /// training, only what a run writes is removed from its directory
     /// ([`prepare_artifact_dir`]); nothing else there is touched.
-    pub fn train(&mut self, run: Run, test_images: usize) -> Point {
+    pub fn train(&mut self, run: Run) -> Point {
         let key = format!("{run:?}");
         if let Some(point) = self.done.get(&key) {
             return point.clone();
         }
+        let task = match run.task {
+            Task::Mnist {
+                hidden,
+                train_images,
+                test_images,
+            } => format!("mnist{hidden}-images{train_images}-test{test_images}"),
+            Task::CharLm {
+                d_model,
+                layers,
+                context,
+                windows,
+            } => format!("lm{d_model}x{layers}-context{context}-windows{windows}"),
+        };
         let name = format!(
-            "{}-lr{:.3e}-init{}-batch{}-images{}x{}-seed{}",
+            "{task}-{}-lr{:.3e}-init{}-batch{}-epochs{}-seed{}",
             run.optimizer.name,
             run.optimizer.hyper.lr,
             run.init_scale,
             run.batch_size,
-            run.images,
             run.epochs,
             run.seed
         );
@@ -193,38 +358,75 @@ impl Trainer {
         // (`overwrite`: directories of older versions of the study carry no marker).
         prepare_artifact_dir(&dir, RUN_KIND, &[POINT_FILE], true)
             .unwrap_or_else(|error| example_kit::fail(error));
-        let data = Mnist {
-            train: self.data.train.clone().truncated(run.images),
-            test: self.data.test.clone().truncated(test_images),
+        let settings = RunSettings {
+            optimizer: run.optimizer,
+            backend: self.backend,
+            epochs: run.epochs,
+            batch_size: run.batch_size,
+            seed: run.seed,
+            artifact_dir: dir.clone(),
+            devices: 1,
+            resume_from: None,
         };
-        let job = MnistRun {
-            settings: RunSettings {
-                optimizer: run.optimizer,
-                backend: self.backend,
-                epochs: run.epochs,
-                batch_size: run.batch_size,
-                seed: run.seed,
-                artifact_dir: dir.clone(),
-                devices: 1,
-                resume_from: None,
-            },
-            model: ModelConfig::new().with_init_scale(run.init_scale),
-            data,
+        let start = Instant::now();
+        let (score, history, steps): (f64, Option<Vec<f64>>, usize) = match run.task {
+            Task::Mnist {
+                hidden,
+                train_images,
+                test_images,
+            } => {
+                let job = mnist::MnistRun {
+                    settings,
+                    model: MlpConfig::new()
+                        .with_hidden(hidden)
+                        .with_init_scale(run.init_scale),
+                    data: Mnist {
+                        train: self.mnist.train.clone().truncated(train_images),
+                        test: self.mnist.test.clone().truncated(test_images),
+                    },
+                };
+                let report = run_on(self.backend, 1, job).unwrap_or_else(|e| example_kit::fail(e));
+                let history = report.history.iter().map(|e| e.valid_accuracy);
+                let steps = run.epochs * train_images.div_ceil(run.batch_size);
+                (report.outcome.test_accuracy, history.collect(), steps)
+            }
+            Task::CharLm {
+                d_model,
+                layers,
+                context,
+                windows,
+            } => {
+                let job = char_lm::LmRun {
+                    settings,
+                    window_limit: Some(windows),
+                    model: char_lm::model::ModelConfig::new(self.corpus.vocabulary.len())
+                        .with_d_model(d_model)
+                        .with_layers(layers)
+                        .with_context(context),
+                    corpus: self.corpus.clone(),
+                    prompt: None,
+                };
+                let report = run_on(self.backend, 1, job).unwrap_or_else(|e| example_kit::fail(e));
+                let history = report.history.iter().map(|e| e.valid_loss);
+                let outcome = report.outcome;
+                (outcome.valid_loss, history.collect(), outcome.steps)
+            }
         };
-        let report = run_on(self.backend, 1, job).unwrap_or_else(|error| example_kit::fail(error));
         let point = Point {
             run,
-            accuracy: report.outcome.test_accuracy,
-            seconds: report.train_seconds,
+            score,
+            history: history.unwrap_or_default(),
+            steps,
+            seconds: start.elapsed().as_secs_f64(),
         };
         eprintln!(
-            "study: {} lr {:.2e} init {} batch {} seed {}: {:.2}% in {:.0} s",
+            "study: {task} {} lr {:.2e} init {} batch {} seed {}: {:.4} in {:.0} s",
             run.optimizer.name,
             run.optimizer.hyper.lr,
             run.init_scale,
             run.batch_size,
             run.seed,
-            point.accuracy,
+            point.score,
             point.seconds
         );
         let json = serde_json::to_string(&point).expect("points serialise");
@@ -234,78 +436,200 @@ impl Trainer {
     }
 }
 
-/// The largest learning rate Burn's schedulers take.
-pub const MAX_LR: f64 = 1.0;
+/// `optimizer` with the task's default weight decay and learning rate `lr`.
+pub fn spec(optimizer: OptimizerName, defaults: &Defaults, lr: f64) -> OptimizerSpec {
+    OptimizerSpec::new(optimizer, defaults, Some(lr), None)
+}
 
-/// `optimizer` with the MNIST example's default weight decay and learning rate × `factor`,
-/// at most [`MAX_LR`].
-pub fn spec(optimizer: OptimizerName, factor: f64) -> OptimizerSpec {
-    let default = OptimizerSpec::new(optimizer, &DEFAULTS, None, None);
-    let lr = (default.hyper.lr * factor).min(MAX_LR);
-    OptimizerSpec::new(optimizer, &DEFAULTS, Some(lr), None)
+/// The default learning rate of `optimizer` in `defaults`.
+pub fn default_lr(optimizer: OptimizerName, defaults: &Defaults) -> f64 {
+    OptimizerSpec::new(optimizer, defaults, None, None).hyper.lr
 }
 
 /// The learning-rate factor at `batch` relative to `reference`: linear for SGD (Goyal et al.
-/// 2017), square root for AdamW and NovoGrad (adaptive methods; Hoffer et al. 2017).
+/// 2017), square root for the adaptive methods (Hoffer et al. 2017; LAMB's own rule, You et
+/// al. 2019).
 pub fn lr_scaling(optimizer: OptimizerName, batch: usize, reference: usize) -> f64 {
     let ratio = batch as f64 / reference as f64;
     match optimizer {
         OptimizerName::Sgd => ratio,
-        OptimizerName::Adamw | OptimizerName::Novograd => ratio.sqrt(),
+        _ => ratio.sqrt(),
     }
 }
 
-/// Every point of the three sweeps.
+/// Mean score per learning rate of `optimizer`'s points (over seeds), rates ascending.
+pub fn lr_curve(points: &[Point], optimizer: OptimizerName) -> Vec<(f64, f64)> {
+    curve(points, optimizer, |p| p.run.optimizer.hyper.lr)
+}
+
+/// Mean score per value of `x` of `optimizer`'s points (over seeds), `x` ascending.
+pub fn curve(
+    points: &[Point],
+    optimizer: OptimizerName,
+    x: impl Fn(&Point) -> f64,
+) -> Vec<(f64, f64)> {
+    let of = |p: &&Point| p.run.optimizer.name == optimizer;
+    let mut xs: Vec<f64> = points.iter().filter(of).map(&x).collect();
+    xs.sort_by(f64::total_cmp);
+    xs.dedup();
+    xs.into_iter()
+        .map(|value| {
+            let at: Vec<f64> = points
+                .iter()
+                .filter(of)
+                .filter(|p| x(p) == value)
+                .map(|p| p.score)
+                .collect();
+            (value, at.iter().sum::<f64>() / at.len() as f64)
+        })
+        .collect()
+}
+
+/// Index of the best point of a curve: the highest score, or the lowest with `lower_is_better`.
+pub fn best_index(curve: &[(f64, f64)], lower_is_better: bool) -> usize {
+    let sign = if lower_is_better { -1.0 } else { 1.0 };
+    (0..curve.len())
+        .max_by(|&a, &b| (sign * curve[a].1).total_cmp(&(sign * curve[b].1)))
+        .unwrap_or(0)
+}
+
+/// The learning-rate sweep of `optimizer`: every seed at each rate of its window, the window
+/// growing by a grid rate on the side of an edge that holds the best mean score, up to
+/// `max_points` rates and not past 1.
+fn lr_sweep(
+    mut train: impl FnMut(f64, u64) -> Point,
+    default: f64,
+    seeds: &[u64],
+    (points, max_points): (usize, usize),
+    lower_is_better: bool,
+) -> Vec<Point> {
+    let (mut low, mut high) = initial_window(default, points);
+    let mut done = Vec::new();
+    let mut next: Vec<i32> = (low..=high).collect();
+    loop {
+        for k in next {
+            for &seed in seeds {
+                done.push(train(grid_lr(k), seed));
+            }
+        }
+        let lr = |p: &Point| p.run.optimizer.hyper.lr;
+        let optimizer = done[0].run.optimizer.name;
+        let curve = curve(&done, optimizer, lr);
+        let best = best_index(&curve, lower_is_better);
+        let room = ((high - low + 1) as usize) < max_points;
+        next = if room && best == 0 {
+            low -= 1;
+            vec![low]
+        } else if room && best == curve.len() - 1 && high < MAX_INDEX {
+            high += 1;
+            vec![high]
+        } else {
+            return done;
+        };
+    }
+}
+
+/// Every point of the study's sweeps.
 #[derive(Clone, Debug, Serialize)]
 pub struct Sweeps {
-    /// Learning rate × factor, default initialisation and batch.
+    /// MNIST: learning rate, default initialisation and batch.
     pub lr: Vec<Point>,
-    /// Initialisation scale, default learning rate and batch.
+    /// MNIST: initialisation scale, at each optimizer's best rate.
     pub init: Vec<Point>,
-    /// Batch size with scaled learning rate.
+    /// MNIST: batch size, each optimizer's best rate scaled.
     pub batch: Vec<Point>,
+    /// char-LM: learning rate.
+    pub lm: Vec<Point>,
 }
 
-/// Runs the three sweeps of `budget`.
-pub fn sweeps(trainer: &mut Trainer, budget: &Budget) -> Sweeps {
-    let sweep = |optimizer: OptimizerSpec, init_scale: f64, seed: u64| Run {
-        optimizer,
+/// The best learning rate of `optimizer` among `points` (mean over seeds).
+pub fn best_lr(points: &[Point], optimizer: OptimizerName, lower_is_better: bool) -> f64 {
+    let curve = lr_curve(points, optimizer);
+    curve[best_index(&curve, lower_is_better)].0
+}
+
+/// Runs the sweeps of `budget`: MNIST's with `mnist_defaults`, char-LM's with `lm_defaults`.
+pub fn sweeps(
+    trainer: &mut Trainer,
+    budget: &Budget,
+    mnist_defaults: &Defaults,
+    lm_defaults: &Defaults,
+) -> Sweeps {
+    let b = &budget.mnist;
+    let task = Task::Mnist {
+        hidden: b.hidden,
+        train_images: b.train_images.map_or(trainer.mnist.train.len(), |n| {
+            n.min(trainer.mnist.train.len())
+        }),
+        test_images: b.test_images.map_or(trainer.mnist.test.len(), |n| {
+            n.min(trainer.mnist.test.len())
+        }),
+    };
+    let mnist_run = |optimizer, lr, init_scale, batch_size, epochs, seed| Run {
+        task,
+        optimizer: spec(optimizer, mnist_defaults, lr),
         init_scale,
-        batch_size: budget.sweep_batch,
-        images: budget.sweep_images,
-        epochs: budget.sweep_epochs,
+        batch_size,
+        epochs,
         seed,
     };
-    let mut lr = Vec::new();
-    let mut init = Vec::new();
-    let mut batch = Vec::new();
+    let (mut lr, mut init, mut batch, mut lm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for optimizer in OPTIMIZERS {
-        for &seed in &budget.seeds {
-            for &factor in &budget.lr_factors {
-                let run = sweep(spec(optimizer, factor), 1.0, seed);
-                lr.push(trainer.train(run, budget.test_images));
-            }
-            for &scale in &budget.init_scales {
-                let run = sweep(spec(optimizer, 1.0), scale, seed);
-                init.push(trainer.train(run, budget.test_images));
+        let sweep = lr_sweep(
+            |rate, seed| trainer.train(mnist_run(optimizer, rate, 1.0, b.batch, b.epochs, seed)),
+            default_lr(optimizer, mnist_defaults),
+            &b.seeds,
+            (b.lr_points, b.lr_max_points),
+            false,
+        );
+        let best = best_lr(&sweep, optimizer, false);
+        lr.extend(sweep);
+        for &scale in &b.init_scales {
+            for &seed in &b.seeds {
+                let run = mnist_run(optimizer, best, scale, b.batch, b.epochs, seed);
+                init.push(trainer.train(run));
             }
         }
-        for &seed in &budget.batch_seeds {
-            for &batch_size in &budget.batch_sizes {
-                let factor = lr_scaling(optimizer, batch_size, budget.batch_sizes[0]);
-                let run = Run {
-                    optimizer: spec(optimizer, factor),
-                    init_scale: 1.0,
-                    batch_size,
-                    images: budget.batch_images,
-                    epochs: budget.batch_epochs,
-                    seed,
-                };
-                batch.push(trainer.train(run, budget.test_images));
+        for &seed in &b.batch_seeds {
+            for &size in &b.batch_sizes {
+                let rate = (best * lr_scaling(optimizer, size, b.batch)).min(grid_lr(MAX_INDEX));
+                let run = mnist_run(optimizer, rate, 1.0, size, b.batch_epochs, seed);
+                batch.push(trainer.train(run));
             }
         }
     }
-    Sweeps { lr, init, batch }
+    let l = &budget.lm;
+    let windows = char_lm::data::Windows::new(trainer.corpus.train.clone(), l.context, l.windows);
+    let task = Task::CharLm {
+        d_model: l.d_model,
+        layers: l.layers,
+        context: l.context,
+        windows: windows.len(),
+    };
+    for optimizer in LM_OPTIMIZERS {
+        lm.extend(lr_sweep(
+            |rate, seed| {
+                trainer.train(Run {
+                    task,
+                    optimizer: spec(optimizer, lm_defaults, rate),
+                    init_scale: 1.0,
+                    batch_size: l.batch,
+                    epochs: l.epochs,
+                    seed,
+                })
+            },
+            default_lr(optimizer, lm_defaults),
+            &l.seeds,
+            (l.lr_points, l.lr_max_points),
+            true,
+        ));
+    }
+    Sweeps {
+        lr,
+        init,
+        batch,
+        lm,
+    }
 }
 
 #[cfg(test)]
@@ -315,29 +639,139 @@ mod tests {
     #[test]
     fn the_full_budget_is_what_the_issue_asks() {
         let budget = Budget::full();
-        assert!(budget.seeds.len() >= 2);
-        assert!(budget.lr_factors.len() >= 6);
-        let decades = (budget.lr_factors.last().unwrap() / budget.lr_factors[0]).log10();
-        assert!((decades - 3.0).abs() < 1e-9, "{decades}");
-        let defaults = [DEFAULTS.novograd.lr, DEFAULTS.adamw.lr, DEFAULTS.sgd.lr];
-        let largest =
-            budget.lr_factors.last().unwrap() * defaults.iter().fold(0.0f64, |a, &b| a.max(b));
-        assert!(
-            largest <= 1.0,
-            "Burn schedulers take rates up to 1, not {largest}"
+        let b = &budget.mnist;
+        assert!(b.seeds.len() >= 2);
+        // At least 7 rates half a decade apart: 3 decades.
+        assert!(b.lr_points >= 7 && b.lr_max_points >= b.lr_points);
+        assert_eq!(b.init_scales, [0.1, 1.0, 10.0]);
+        assert_eq!(b.batch_sizes, [128, 512, 2048, 8192]);
+        assert_eq!((b.train_images, b.test_images), (None, None));
+        let steps_at_8192 = b.batch_epochs * 60_000usize.div_ceil(8192);
+        assert!(steps_at_8192 >= 150, "{steps_at_8192}");
+        let l = &budget.lm;
+        assert_eq!(l.lr_points, 5);
+        let lm_steps = l.epochs * l.windows.unwrap().div_ceil(l.batch);
+        assert!(lm_steps >= 1000, "{lm_steps}");
+    }
+
+    #[test]
+    fn windows_are_centred_on_the_default_and_end_at_one_at_most() {
+        assert_eq!(initial_window(0.01, 7), (-7, -1));
+        assert_eq!(initial_window(1e-3, 5), (-8, -4));
+        // SGD's 0.05 is nearest 10^-1.5; centred, the window would reach 10^0.5.
+        assert_eq!(initial_window(0.05, 7), (-6, 0));
+        assert!((grid_lr(-3) - 0.031_622_776).abs() < 1e-9);
+        assert_eq!(grid_index(grid_lr(-5)), -5);
+    }
+
+    /// A fake run whose score peaks at rate `peak`: the window must grow until it holds the
+    /// peak inside, one rate at a time, and stop at `max_points`.
+    #[test]
+    fn a_window_grows_towards_a_best_rate_at_its_edge() {
+        let defaults = mnist::DEFAULTS;
+        let fake = |peak: f64| {
+            move |lr: f64, seed: u64| Point {
+                run: Run {
+                    task: Task::Mnist {
+                        hidden: 1,
+                        train_images: 1,
+                        test_images: 1,
+                    },
+                    optimizer: spec(OptimizerName::Novograd, &defaults, lr),
+                    init_scale: 1.0,
+                    batch_size: 1,
+                    epochs: 1,
+                    seed,
+                },
+                score: -(lr.log10() - peak.log10()).abs(),
+                history: Vec::new(),
+                steps: 1,
+                seconds: 0.0,
+            }
+        };
+        let rates = |points: &[Point]| {
+            let mut k: Vec<i32> = points
+                .iter()
+                .map(|p| grid_index(p.run.optimizer.hyper.lr))
+                .collect();
+            k.dedup();
+            k
+        };
+        // Default 0.01: window 10^-3.5 … 10^-0.5; a peak at 10^-5 pulls it down to 10^-5.5.
+        let grown = lr_sweep(fake(1e-5), 0.01, &[1, 2], (7, 10), false);
+        assert_eq!(rates(&grown), [-7, -6, -5, -4, -3, -2, -1, -8, -9, -10]);
+        assert_eq!(grown.len(), 20);
+        let grown = lr_sweep(fake(1e-5), 0.01, &[1], (7, 12), false);
+        assert_eq!(
+            rates(&grown),
+            [-7, -6, -5, -4, -3, -2, -1, -8, -9, -10, -11]
         );
-        assert_eq!(budget.init_scales, [0.1, 1.0, 10.0]);
-        assert_eq!(budget.batch_sizes, [128, 512, 2048, 8192]);
+        // A peak past 1 stops the window at 1.
+        let capped = lr_sweep(fake(10.0), 0.01, &[1], (7, 12), false);
+        assert_eq!(rates(&capped), [-7, -6, -5, -4, -3, -2, -1, 0]);
+        // Lower is better: the same fake, negated.
+        let lower = lr_sweep(
+            |lr, seed| {
+                let mut p = fake(1e-2)(lr, seed);
+                p.score = -p.score;
+                p
+            },
+            1e-3,
+            &[1],
+            (5, 7),
+            true,
+        );
+        assert_eq!(rates(&lower), [-8, -7, -6, -5, -4, -3]);
     }
 
     #[test]
     fn learning_rates_scale_linearly_for_sgd_and_by_the_root_otherwise() {
         assert_eq!(lr_scaling(OptimizerName::Sgd, 8192, 128), 64.0);
-        assert_eq!(lr_scaling(OptimizerName::Novograd, 8192, 128), 8.0);
-        assert_eq!(lr_scaling(OptimizerName::Adamw, 512, 128), 2.0);
-        assert_eq!(spec(OptimizerName::Sgd, 64.0).hyper.lr, MAX_LR);
-        let scaled = spec(OptimizerName::Novograd, 8.0);
-        assert!((scaled.hyper.lr - 0.08).abs() < 1e-12);
-        assert_eq!(scaled.hyper.weight_decay, DEFAULTS.novograd.weight_decay);
+        for adaptive in [
+            OptimizerName::Novograd,
+            OptimizerName::Adamw,
+            OptimizerName::Lamb,
+            OptimizerName::Lion,
+        ] {
+            assert_eq!(lr_scaling(adaptive, 8192, 128), 8.0);
+        }
+        let scaled = spec(OptimizerName::Novograd, &mnist::DEFAULTS, 0.08);
+        assert_eq!(
+            scaled.hyper.weight_decay,
+            mnist::DEFAULTS.novograd.weight_decay
+        );
+    }
+
+    #[test]
+    fn the_last_epoch_gain_reads_the_history() {
+        let point = |task, history: Vec<f64>| Point {
+            run: Run {
+                task,
+                optimizer: spec(OptimizerName::Adamw, &mnist::DEFAULTS, 1e-3),
+                init_scale: 1.0,
+                batch_size: 1,
+                epochs: history.len(),
+                seed: 1,
+            },
+            score: 0.0,
+            history,
+            steps: 1,
+            seconds: 0.0,
+        };
+        let mnist = Task::Mnist {
+            hidden: 1,
+            train_images: 1,
+            test_images: 1,
+        };
+        let lm = Task::CharLm {
+            d_model: 1,
+            layers: 1,
+            context: 1,
+            windows: 1,
+        };
+        let gain = point(mnist, vec![97.0, 98.0, 98.25]).last_epoch_gain();
+        assert_eq!(gain, Some(0.25));
+        assert_eq!(point(lm, vec![2.5, 2.0]).last_epoch_gain(), Some(0.5));
+        assert_eq!(point(mnist, vec![97.0]).last_epoch_gain(), None);
     }
 }

@@ -5,20 +5,24 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use example_kit::mnist::Mnist;
+use example_kit::text::CharCorpus;
 use example_kit::{BackendName, OptimizerName, fail};
 use novograd_benches::e2e::Workload;
 use novograd_benches::report::command_line;
 use study::report::Study;
 use study::{Budget, OPTIMIZERS, Trainer, memory, sweeps};
 
-/// Reproduce the NovoGrad paper's claims on MNIST (learning-rate and initialisation robustness,
-/// large batch, memory) with short seeded trainings of the MNIST example, and write STUDY.md.
+/// Measure the NovoGrad paper's claims (learning-rate and initialisation robustness, large
+/// batch, memory) against AdamW, SGD, LAMB and Lion with seeded trainings that reach their
+/// plateau (MNIST, and a char-LM learning-rate sweep), and write STUDY.md. Resumable: a run
+/// already trained is read back from the artifact directory.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
     #[command(subcommand)]
     probe: Option<Probe>,
-    /// A few minutes' version: one seed, three learning rates, two batch sizes, small subsets.
+    /// A few minutes' version: one seed, three learning rates, two batch sizes, small subsets
+    /// and models.
     #[arg(long)]
     quick: bool,
     /// Backend of every run (flex is the faster CPU backend here).
@@ -27,6 +31,10 @@ struct Args {
     /// Directory with the four MNIST IDX files (.gz or raw) [default: download them to the cache].
     #[arg(long)]
     data_dir: Option<PathBuf>,
+    /// The char-LM sweep's text (UTF-8; the first 90% trains) [default: tiny-shakespeare,
+    /// downloaded to the cache].
+    #[arg(long)]
+    text: Option<PathBuf>,
     /// The report; its plots go to `docs/study/` beside it.
     #[arg(long, default_value = "STUDY.md")]
     out: PathBuf,
@@ -80,10 +88,19 @@ fn main() {
     } else {
         Budget::full()
     };
-    let data = Mnist::load(args.data_dir.as_deref()).unwrap_or_else(|error| fail(error));
+    let mnist = Mnist::load(args.data_dir.as_deref()).unwrap_or_else(|error| fail(error));
+    // At least a hundred windows, a tenth of them for validation.
+    let corpus = CharCorpus::load(args.text.as_deref(), 100 * (budget.lm.context + 1))
+        .unwrap_or_else(|error| fail(error));
     let start = Instant::now();
-    let mut trainer = Trainer::new(args.backend, data, args.artifact_dir.clone(), args.fresh);
-    let sweeps = sweeps(&mut trainer, &budget);
+    let mut trainer = Trainer::new(
+        args.backend,
+        mnist,
+        corpus,
+        args.artifact_dir.clone(),
+        args.fresh,
+    );
+    let sweeps = sweeps(&mut trainer, &budget, &mnist::DEFAULTS, &char_lm::DEFAULTS);
     let exe = std::env::current_exe().expect("the study's own executable");
     let memory = memory::measure(&exe, args.backend, &OPTIMIZERS, budget.probe_steps);
     let study = Study {

@@ -1,4 +1,5 @@
-//! `STUDY.md` and its plots, from the sweeps and the memory probes.
+//! `STUDY.md` and its plots, from the sweeps and the memory probes. Every sentence about what
+//! the data say is computed from the data.
 
 use std::fmt::Write;
 use std::path::Path;
@@ -8,61 +9,156 @@ use novograd_benches::e2e::Workload;
 use novograd_benches::report::Machine;
 
 use crate::memory::Memory;
-use crate::{Budget, OPTIMIZERS, Point, Sweeps};
+use crate::{Budget, LM_OPTIMIZERS, OPTIMIZERS, Point, Sweeps, best_index, curve, grid_index};
 
-/// Mean accuracy per x of one optimizer's points, x ascending; `x` picks the swept value.
-fn curve(points: &[Point], optimizer: OptimizerName, x: impl Fn(&Point) -> f64) -> Vec<(f64, f64)> {
-    let mut xs: Vec<f64> = points
+/// A point's learning rate.
+fn lr(point: &Point) -> f64 {
+    point.run.optimizer.hyper.lr
+}
+
+/// Points of one optimizer.
+fn of(points: &[Point], optimizer: OptimizerName) -> Vec<Point> {
+    let mine = points.iter().filter(|p| p.run.optimizer.name == optimizer);
+    mine.cloned().collect()
+}
+
+/// Steps per run of a sweep, as "N" or "N–M" when its runs differ.
+fn steps(points: &[Point]) -> String {
+    let min = points.iter().map(|p| p.steps).min().unwrap_or(0);
+    let max = points.iter().map(|p| p.steps).max().unwrap_or(0);
+    if min == max {
+        format!("{min}")
+    } else {
+        format!("{min}–{max}")
+    }
+}
+
+/// Minutes of wall time of a sweep's runs (each counted once).
+fn minutes(points: &[&Point]) -> f64 {
+    let mut runs: Vec<&&Point> = points.iter().collect();
+    runs.sort_by_key(|p| format!("{:?}", p.run));
+    runs.dedup_by(|a, b| a.run == b.run);
+    runs.iter().map(|p| p.seconds).sum::<f64>() / 60.0
+}
+
+/// The optimizers with the largest `value` (or smallest, with `lowest`), by name; ties are
+/// all named.
+fn leader(values: &[(OptimizerName, f64)], lowest: bool) -> String {
+    let sign = if lowest { -1.0 } else { 1.0 };
+    let top = values.iter().map(|v| sign * v.1).fold(f64::MIN, f64::max);
+    let leaders: Vec<String> = values
         .iter()
-        .filter(|p| p.run.optimizer.name == optimizer)
-        .map(&x)
+        .filter(|v| sign * v.1 == top)
+        .map(|(name, _)| name.to_string())
         .collect();
-    xs.sort_by(f64::total_cmp);
-    xs.dedup();
-    xs.into_iter()
-        .map(|value| {
-            let at: Vec<f64> = points
-                .iter()
-                .filter(|p| p.run.optimizer.name == optimizer && x(p) == value)
-                .map(|p| p.accuracy)
-                .collect();
-            (value, at.iter().sum::<f64>() / at.len() as f64)
+    match leaders.len() {
+        0 => "-".into(),
+        1 => format!("{}'s", leaders[0]),
+        _ => format!("shared by {}", leaders.join(", ")),
+    }
+}
+
+/// 1-based rank of NovoGrad among `values` (1 = largest, or smallest with `lowest`), with the
+/// number of optimizers tied with it.
+fn novograd_rank(values: &[(OptimizerName, f64)], lowest: bool) -> String {
+    let sign = if lowest { -1.0 } else { 1.0 };
+    let Some(&(_, mine)) = values.iter().find(|v| v.0 == OptimizerName::Novograd) else {
+        return "-".into();
+    };
+    let ahead = values.iter().filter(|v| sign * v.1 > sign * mine).count();
+    let tied = values.iter().filter(|v| v.1 == mine).count() - 1;
+    let ties = if tied > 0 {
+        format!(", tied with {tied}")
+    } else {
+        String::new()
+    };
+    format!("{} of {}{ties}", ahead + 1, values.len())
+}
+
+/// The learning-rate sweep of one optimizer, summarised.
+struct LrSummary {
+    /// Mean score per rate (over seeds).
+    curve: Vec<(f64, f64)>,
+    /// Index of the best rate in `curve`.
+    best: usize,
+    /// Width, in decades, of the contiguous run of rates around the best whose mean score is
+    /// within `tolerance` of the best.
+    width: f64,
+    /// Largest minus smallest score over seeds at the best rate.
+    seed_spread: f64,
+    /// Largest last-epoch gain of the best rate's runs.
+    last_gain: Option<f64>,
+}
+
+impl LrSummary {
+    fn new(points: &[Point], lower_is_better: bool, tolerance: f64) -> Self {
+        let optimizer = points[0].run.optimizer.name;
+        let curve = curve(points, optimizer, lr);
+        let best = best_index(&curve, lower_is_better);
+        let near = |i: usize| (curve[i].1 - curve[best].1).abs() <= tolerance;
+        let low = (0..=best)
+            .rev()
+            .take_while(|&i| near(i))
+            .last()
+            .unwrap_or(best);
+        let high = (best..curve.len())
+            .take_while(|&i| near(i))
+            .last()
+            .unwrap_or(best);
+        let decades = |i: usize| f64::from(grid_index(curve[i].0)) / 2.0;
+        let at_best: Vec<&Point> = points.iter().filter(|p| lr(p) == curve[best].0).collect();
+        let scores = at_best.iter().map(|p| p.score);
+        let seed_spread = scores.clone().fold(f64::MIN, f64::max) - scores.fold(f64::MAX, f64::min);
+        let last_gain = at_best
+            .iter()
+            .filter_map(|p| p.last_epoch_gain())
+            .reduce(f64::max);
+        Self {
+            width: decades(high) - decades(low),
+            curve,
+            best,
+            seed_spread,
+            last_gain,
+        }
+    }
+
+    fn best_lr(&self) -> f64 {
+        self.curve[self.best].0
+    }
+
+    fn best_score(&self) -> f64 {
+        self.curve[self.best].1
+    }
+
+    /// Whether the best rate has a swept rate on each side.
+    fn inside(&self) -> bool {
+        self.best > 0 && self.best + 1 < self.curve.len()
+    }
+
+    fn window(&self) -> String {
+        let first = self.curve.first().map_or(0.0, |c| c.0);
+        let last = self.curve.last().map_or(0.0, |c| c.0);
+        format!("{first:.1e} … {last:.1e} ({})", self.curve.len())
+    }
+}
+
+/// A plot: file, title, axis labels, log x, and one series per optimizer.
+fn write_plot(
+    dir: &Path,
+    (file, title, axes): (&str, &str, (&str, &str)),
+    points: &[Point],
+    optimizers: &[OptimizerName],
+    x: impl Fn(&Point) -> f64 + Copy,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let series: Vec<Series> = optimizers
+        .iter()
+        .map(|&o| {
+            let points = curve(points, o, x).into_iter().map(|(x, y)| (x, Some(y)));
+            Series::new(o.to_string(), points)
         })
-        .collect()
+        .collect();
+    plot(&dir.join(file), title, axes, &series, true)
 }
-
-/// Best and worst (x, accuracy) of a curve, and the number of x within 1 point of the best.
-fn extremes(curve: &[(f64, f64)]) -> ((f64, f64), (f64, f64), usize) {
-    let best = curve
-        .iter()
-        .copied()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or_default();
-    let worst = curve
-        .iter()
-        .copied()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .unwrap_or_default();
-    let near = curve.iter().filter(|p| p.1 >= best.1 - 1.0).count();
-    (best, worst, near)
-}
-
-/// The optimizer with the smallest value of `key`, by name.
-fn smallest(values: &[(OptimizerName, f64)]) -> String {
-    values
-        .iter()
-        .min_by(|a, b| a.1.total_cmp(&b.1))
-        .map_or("-".into(), |(name, _)| name.to_string())
-}
-
-/// A plot: file, title, x label, points and the swept value of a point.
-type Plot<'a> = (
-    &'a str,
-    &'a str,
-    &'a str,
-    &'a [Point],
-    &'a dyn Fn(&Point) -> f64,
-);
 
 /// Everything the report says.
 pub struct Study<'a> {
@@ -90,233 +186,372 @@ impl Study<'_> {
             .unwrap_or(Path::new("."))
             .join("docs/study");
         std::fs::create_dir_all(&dir)?;
-        let lr = |p: &Point| p.run.optimizer.hyper.lr;
+        let accuracy = "test accuracy (%)";
+        let s = self.sweeps;
         let init = |p: &Point| p.run.init_scale;
         let batch = |p: &Point| p.run.batch_size as f64;
-        let plots: [Plot; 3] = [
-            (
-                "lr.png",
-                "Test accuracy vs learning rate",
-                "learning rate",
-                &self.sweeps.lr,
-                &lr,
-            ),
+        let lr_title = ("lr.png", "MNIST: test accuracy vs learning rate");
+        write_plot(
+            &dir,
+            (lr_title.0, lr_title.1, ("learning rate", accuracy)),
+            &s.lr,
+            &OPTIMIZERS,
+            lr,
+        )?;
+        let init_axes = ("× default init scale", accuracy);
+        write_plot(
+            &dir,
             (
                 "init.png",
-                "Test accuracy vs initialisation scale",
-                "× default init scale",
-                &self.sweeps.init,
-                &init,
+                "MNIST: test accuracy vs initialisation scale",
+                init_axes,
             ),
+            &s.init,
+            &OPTIMIZERS,
+            init,
+        )?;
+        let batch_title = "MNIST: test accuracy vs batch size (LR scaled)";
+        write_plot(
+            &dir,
+            ("batch.png", batch_title, ("batch size", accuracy)),
+            &s.batch,
+            &OPTIMIZERS,
+            batch,
+        )?;
+        let lm_axes = ("learning rate", "validation loss (nats/char)");
+        write_plot(
+            &dir,
             (
-                "batch.png",
-                "Test accuracy vs batch size (LR scaled)",
-                "batch size",
-                &self.sweeps.batch,
-                &batch,
+                "lm.png",
+                "char-LM: validation loss vs learning rate",
+                lm_axes,
             ),
-        ];
-        for (file, title, x_label, points, x) in plots {
-            let series: Vec<Series> = OPTIMIZERS
-                .iter()
-                .map(|&o| {
-                    let points = curve(points, o, x).into_iter().map(|(x, y)| (x, Some(y)));
-                    Series::new(o.to_string(), points)
-                })
-                .collect();
-            plot(
-                &dir.join(file),
-                title,
-                (x_label, "test accuracy (%)"),
-                &series,
-                true,
-            )?;
-        }
+            &s.lm,
+            &LM_OPTIMIZERS,
+            lr,
+        )?;
         std::fs::write(markdown, self.markdown())?;
         Ok(())
     }
 
     fn markdown(&self) -> String {
-        let b = self.budget;
+        let (b, l) = (&self.budget.mnist, &self.budget.lm);
+        let s = self.sweeps;
         let m = Machine::here();
         let mut md = String::new();
-        let _ = writeln!(md, "# Study: the NovoGrad paper's claims on MNIST\n");
+        let _ = writeln!(
+            md,
+            "# Study: the NovoGrad paper's claims, with trainings that reach their plateau\n"
+        );
+        let decay = |points: &[Point], optimizers: &[OptimizerName]| {
+            let each = optimizers.iter().filter_map(|&o| {
+                let point = points.iter().find(|p| p.run.optimizer.name == o)?;
+                Some(format!("{o} {}", point.run.optimizer.hyper.weight_decay))
+            });
+            each.collect::<Vec<_>>().join(", ")
+        };
         let _ = writeln!(
             md,
             "Ginsburg et al. (2019) claim NovoGrad is robust to the learning rate and to weight \
-             initialisation, good at large batch, and needs half of Adam's optimizer memory, \
-             while matching SGD with momentum and AdamW. This report measures those claims with \
-             short seeded trainings of the MNIST example's CNN through Burn's `Learner`, with \
-             each optimizer's defaults from the example (NovoGrad λ = 0.01, d = 1e-3, β = (0.95, \
-             0.98); AdamW 1e-3 / 1e-2; SGD 0.05 / 5e-4, momentum 0.9), warm-up over the first 5% \
-             of steps (at least one) and cosine decay.\n"
+             initialisation, good at large batch, and needs half of Adam's optimizer memory. This \
+             report measures those claims against Burn's AdamW, SGD with momentum 0.9, LAMB (the \
+             other layer-wise adaptive method, NovoGrad's rival at large batch) and Lion, with \
+             seeded trainings through Burn's `Learner`: linear warm-up over the first 5% of steps \
+             (Goyal et al.'s 5 of 90 epochs), then cosine decay to 1% of the peak rate. Weight \
+             decay is the examples' (MNIST: {}; char-LM: {}); every other setting is the \
+             optimizer's default (NovoGrad β = (0.95, 0.98), ε = 1e-8).\n",
+            decay(&s.lr, &OPTIMIZERS),
+            decay(&s.lm, &LM_OPTIMIZERS)
         );
         let _ = writeln!(md, "- Command: `{}`", self.command);
-        let points = || {
-            self.sweeps
-                .lr
-                .iter()
-                .chain(&self.sweeps.init)
-                .chain(&self.sweeps.batch)
-        };
-        let mut runs: Vec<&Point> = points().collect();
-        runs.sort_by(|a, b| format!("{:?}", a.run).cmp(&format!("{:?}", b.run)));
-        runs.dedup_by(|a, b| a.run == b.run);
-        let training_minutes = runs.iter().map(|p| p.seconds).sum::<f64>() / 60.0;
+        let all: Vec<&Point> =
+            s.lr.iter()
+                .chain(&s.init)
+                .chain(&s.batch)
+                .chain(&s.lm)
+                .collect();
+        let mut distinct = all.clone();
+        distinct.sort_by_key(|p| format!("{:?}", p.run));
+        distinct.dedup_by(|a, b| a.run == b.run);
         let _ = writeln!(
             md,
-            "- Machine: {}, {} cores, {:.0} GiB; backend `{}`. {} distinct runs, {:.1} minutes of training in all (evaluation not counted); this invocation took {:.1} minutes and reused {} runs an earlier invocation had finished.",
+            "- Machine: {}, {} cores, {:.0} GiB; backend `{}`. {} distinct runs, **{:.1} minutes** of wall time in all (each run's training, validation and scoring, summed over the invocations that trained them); this invocation took {:.1} minutes and reused {} runs an earlier one had finished.",
             m.cpu,
             m.cores,
             m.memory_gib,
             self.backend,
-            runs.len(),
-            training_minutes,
+            distinct.len(),
+            minutes(&all),
             self.minutes,
             self.reused
         );
         let _ = writeln!(
             md,
-            "- Short runs: the learning-rate and initialisation sweeps train {} epoch(s) on the first {} training images at batch {}; the large-batch sweep {} epochs on the first {}; every run is scored on the first {} test images. Seeds {:?} (large batch: {:?}); points are means over seeds.",
-            b.sweep_epochs,
-            b.sweep_images,
-            b.sweep_batch,
-            b.batch_epochs,
-            b.batch_images,
-            b.test_images,
-            b.seeds,
-            b.batch_seeds
+            "- MNIST model: a perceptron 784 → {h} → {h} → 10 with ReLU, no normalisation, no dropout ({params} parameters). Why: its layers are matrix products, which Flex runs near the machine's arithmetic rate, so a run over all {images} training images costs seconds per epoch on 2 cores and every run can reach its plateau; and without normalisation layers the initialisation scale reaches the logits, which is what section 2 tests. The MNIST example's CNN reaches 99.4% but costs about 110 s per epoch here (README), too much for {runs} runs.",
+            h = b.hidden,
+            params =
+                784 * b.hidden + b.hidden + b.hidden * b.hidden + b.hidden + b.hidden * 10 + 10,
+            images = s.lr.first().map_or(0, |p| match p.run.task {
+                crate::Task::Mnist { train_images, .. } => train_images,
+                crate::Task::CharLm { .. } => 0,
+            }),
+            runs = distinct.len()
         );
         let _ = writeln!(
             md,
-            "- Accuracies after so little training are far from converged (the full example reaches 99.2%); they compare the optimizers at equal, small budgets.\n"
+            "- char-LM model: the char-LM example's transformer, narrower: {} wide, {} block(s), {} characters of context (the example: 128, 3, 64), batch {}.\n",
+            l.d_model, l.layers, l.context, l.batch
         );
         self.lr_section(&mut md);
         self.init_section(&mut md);
         self.batch_section(&mut md);
+        self.lm_section(&mut md);
         self.memory_section(&mut md);
         md
     }
 
     fn lr_section(&self, md: &mut String) {
-        let _ = writeln!(md, "## 1. Learning-rate robustness\n");
+        let b = &self.budget.mnist;
+        let points = &self.sweeps.lr;
+        let _ = writeln!(md, "## 1. Learning-rate robustness (MNIST)\n");
         let _ = writeln!(
             md,
-            "{} learning rates per optimizer, from {:.3}× to {:.1}× its default.\n\n![accuracy vs learning rate](docs/study/lr.png)\n",
-            self.budget.lr_factors.len(),
-            self.budget.lr_factors.first().copied().unwrap_or(1.0),
-            self.budget.lr_factors.last().copied().unwrap_or(1.0)
+            "Each run: {} epoch(s) at batch {} = **{} steps**, scored on every test image; seeds {:?}, scores are means over seeds. Rates half a decade apart, {} per optimizer to start, centred on its default; a window whose best rate was at an edge grew on that side (up to {} rates, none above 1, the most Burn's schedulers take). {:.1} minutes.\n\n![accuracy vs learning rate](docs/study/lr.png)\n",
+            b.epochs,
+            b.batch,
+            steps(points),
+            b.seeds,
+            b.lr_points,
+            b.lr_max_points,
+            minutes(&points.iter().collect::<Vec<_>>())
         );
         let _ = writeln!(
             md,
-            "| optimizer | best (lr: accuracy) | worst (lr: accuracy) | spread (points) | rates within 1 point of best |"
+            "| optimizer | rates swept | best rate | best accuracy | seed spread at best (points) | worst accuracy | range within 1 point of best (decades) | last-epoch gain of the best runs (points) |"
         );
-        let _ = writeln!(md, "|---|---|---|---:|---:|");
-        let mut spreads = Vec::new();
-        let mut near_counts = Vec::new();
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
+        let (mut widths, mut bests, mut outside, mut unsettled) = (vec![], vec![], vec![], vec![]);
         for optimizer in OPTIMIZERS {
-            let curve = curve(&self.sweeps.lr, optimizer, |p| p.run.optimizer.hyper.lr);
-            let (best, worst, near) = extremes(&curve);
-            spreads.push((optimizer, best.1 - worst.1));
-            near_counts.push((optimizer, -(near as f64)));
+            let mine = of(points, optimizer);
+            if mine.is_empty() {
+                continue;
+            }
+            let summary = LrSummary::new(&mine, false, 1.0);
+            let worst = summary.curve.iter().map(|c| c.1).fold(f64::MAX, f64::min);
+            let gain = summary.last_gain.map_or("-".into(), |g| format!("{g:+.2}"));
             let _ = writeln!(
                 md,
-                "| {optimizer} | {:.2e}: {:.2}% | {:.2e}: {:.2}% | {:.2} | {near} of {} |",
-                best.0,
-                best.1,
-                worst.0,
-                worst.1,
-                best.1 - worst.1,
-                curve.len()
+                "| {optimizer} | {} | {:.1e} | {:.2}% | {:.2} | {worst:.2}% | {:.1} | {gain} |",
+                summary.window(),
+                summary.best_lr(),
+                summary.best_score(),
+                summary.seed_spread,
+                summary.width
             );
+            widths.push((optimizer, summary.width));
+            bests.push((optimizer, summary.best_score()));
+            if !summary.inside() {
+                outside.push(optimizer.to_string());
+            }
+            if summary.last_gain.is_none_or(|g| g >= 0.1) {
+                unsettled.push(optimizer.to_string());
+            }
         }
         let _ = writeln!(
             md,
-            "\nWhat the data say: the smallest spread over the sweep is {}'s; the most learning rates within one point of the optimizer's own best: {}.\n",
-            smallest(&spreads),
-            smallest(&near_counts)
+            "\nWhat the data say: the widest range of rates within one point of the optimizer's own best is {} (NovoGrad ranks {}); the best accuracy is {} (NovoGrad ranks {}).",
+            leader(&widths, false),
+            novograd_rank(&widths, false),
+            leader(&bests, false),
+            novograd_rank(&bests, false)
+        );
+        let _ = writeln!(
+            md,
+            "{} {}\n",
+            if outside.is_empty() {
+                "Every optimizer's best rate lies inside its window.".to_string()
+            } else {
+                format!(
+                    "Best rate at an edge of its window: {}.",
+                    outside.join(", ")
+                )
+            },
+            if unsettled.is_empty() {
+                "Every best run gained less than 0.1 point in its last epoch: the budget reaches the plateau.".to_string()
+            } else {
+                format!(
+                    "Best runs that gained 0.1 point or more in their last epoch (not at their plateau): {}.",
+                    unsettled.join(", ")
+                )
+            }
         );
     }
 
     fn init_section(&self, md: &mut String) {
-        let _ = writeln!(md, "## 2. Initialisation robustness\n");
+        let b = &self.budget.mnist;
+        let points = &self.sweeps.init;
+        let _ = writeln!(md, "## 2. Initialisation robustness (MNIST)\n");
         let _ = writeln!(
             md,
-            "Convolution and linear layers initialised at {:?}× Burn's default scale (Kaiming-uniform), default learning rates.\n\n![accuracy vs init scale](docs/study/init.png)\n",
-            self.budget.init_scales
+            "Every layer's weights and biases initialised at {:?}× Burn's default scale (Kaiming-uniform), at each optimizer's best rate from section 1; {} steps per run, seeds {:?}. {:.1} minutes (the 1× runs are section 1's).\n\n![accuracy vs init scale](docs/study/init.png)\n",
+            b.init_scales,
+            steps(points),
+            b.seeds,
+            minutes(&points.iter().collect::<Vec<_>>())
         );
-        let scales = &self.budget.init_scales;
-        let header: Vec<String> = scales.iter().map(|s| format!("{s}×")).collect();
+        let header: Vec<String> = b.init_scales.iter().map(|s| format!("{s}×")).collect();
         let _ = writeln!(
             md,
-            "| optimizer | {} | spread (points) |",
+            "| optimizer | rate | {} | spread (points) |",
             header.join(" | ")
         );
-        let _ = writeln!(md, "|---|{}---:|", "---:|".repeat(scales.len()));
+        let _ = writeln!(md, "|---|---:|{}---:|", "---:|".repeat(b.init_scales.len()));
         let mut spreads = Vec::new();
         for optimizer in OPTIMIZERS {
-            let curve = curve(&self.sweeps.init, optimizer, |p| p.run.init_scale);
-            let (best, worst, _) = extremes(&curve);
-            spreads.push((optimizer, best.1 - worst.1));
+            let mine = of(points, optimizer);
+            let Some(first) = mine.first() else { continue };
+            let curve = curve(&mine, optimizer, |p| p.run.init_scale);
+            let scores = curve.iter().map(|c| c.1);
+            let spread = scores.clone().fold(f64::MIN, f64::max) - scores.fold(f64::MAX, f64::min);
+            spreads.push((optimizer, spread));
             let cells: Vec<String> = curve.iter().map(|(_, a)| format!("{a:.2}%")).collect();
             let _ = writeln!(
                 md,
-                "| {optimizer} | {} | {:.2} |",
-                cells.join(" | "),
-                best.1 - worst.1
+                "| {optimizer} | {:.1e} | {} | {spread:.2} |",
+                lr(first),
+                cells.join(" | ")
             );
         }
         let _ = writeln!(
             md,
-            "\nWhat the data say: the smallest spread across initialisation scales is {}'s.\n",
-            smallest(&spreads)
+            "\nWhat the data say: the smallest spread across initialisation scales is {} (NovoGrad ranks {}).\n",
+            leader(&spreads, true),
+            novograd_rank(&spreads, true)
         );
     }
 
     fn batch_section(&self, md: &mut String) {
-        let _ = writeln!(md, "## 3. Large batch\n");
+        let b = &self.budget.mnist;
+        let points = &self.sweeps.batch;
+        let _ = writeln!(md, "## 3. Large batch (MNIST)\n");
+        let per_size: Vec<String> = b
+            .batch_sizes
+            .iter()
+            .map(|&size| {
+                let at: Vec<Point> = points
+                    .iter()
+                    .filter(|p| p.run.batch_size == size)
+                    .cloned()
+                    .collect();
+                format!("{} at {size}", steps(&at))
+            })
+            .collect();
         let _ = writeln!(
             md,
-            "Batch sizes {:?} at a fixed {} epochs on {} images, so larger batches take fewer steps. Learning rates scaled from the batch-{} default: linearly for SGD (Goyal et al. 2017), by the square root for AdamW and NovoGrad, capped at {} (the most Burn's schedulers take, which cuts SGD's largest-batch rate).\n\n![accuracy vs batch size](docs/study/batch.png)\n",
-            self.budget.batch_sizes,
-            self.budget.batch_epochs,
-            self.budget.batch_images,
-            self.budget.batch_sizes.first().copied().unwrap_or(0),
-            crate::MAX_LR
+            "Batch sizes {:?} at a fixed {} epoch(s), so larger batches take fewer steps ({}); seeds {:?}. Each optimizer starts from its best batch-{} rate of section 1, scaled linearly for SGD (Goyal et al. 2017) and by the square root of the batch ratio for the adaptive methods (Hoffer et al. 2017; LAMB's own rule, You et al. 2019), at most 1; warm-up 5% of steps ({} epoch(s)) for all; LAMB with its usual large-batch settings (β = (0.9, 0.999), ε = 1e-6, weight decay 0.01, trust ratio). {:.1} minutes.\n\n![accuracy vs batch size](docs/study/batch.png)\n",
+            b.batch_sizes,
+            b.batch_epochs,
+            per_size.join(", "),
+            b.batch_seeds,
+            b.batch,
+            b.batch_epochs as f64 / 20.0,
+            minutes(&points.iter().collect::<Vec<_>>())
         );
-        let sizes = &self.budget.batch_sizes;
-        let header: Vec<String> = sizes.iter().map(|s| s.to_string()).collect();
+        let header: Vec<String> = b.batch_sizes.iter().map(|s| s.to_string()).collect();
         let _ = writeln!(
             md,
             "| optimizer | {} | drop, smallest to largest batch (points) |",
             header.join(" | ")
         );
-        let _ = writeln!(md, "|---|{}---:|", "---:|".repeat(sizes.len()));
-        let mut drops = Vec::new();
+        let _ = writeln!(md, "|---|{}---:|", "---:|".repeat(b.batch_sizes.len()));
+        let (mut drops, mut largest) = (Vec::new(), Vec::new());
         for optimizer in OPTIMIZERS {
-            let curve = curve(&self.sweeps.batch, optimizer, |p| p.run.batch_size as f64);
+            let mine = of(points, optimizer);
+            if mine.is_empty() {
+                continue;
+            }
+            let curve = curve(&mine, optimizer, |p| p.run.batch_size as f64);
+            let cells: Vec<String> = curve
+                .iter()
+                .map(|&(size, accuracy)| {
+                    let rate = mine
+                        .iter()
+                        .find(|p| p.run.batch_size as f64 == size)
+                        .map_or(0.0, lr);
+                    format!("{accuracy:.2}% (lr {rate:.1e})")
+                })
+                .collect();
             let drop = curve.first().map_or(0.0, |f| f.1) - curve.last().map_or(0.0, |l| l.1);
             drops.push((optimizer, drop));
-            let cells: Vec<String> = curve.iter().map(|(_, a)| format!("{a:.2}%")).collect();
+            largest.push((optimizer, curve.last().map_or(0.0, |l| l.1)));
             let _ = writeln!(md, "| {optimizer} | {} | {drop:.2} |", cells.join(" | "));
         }
-        let largest = |name: OptimizerName| {
-            curve(&self.sweeps.batch, name, |p| p.run.batch_size as f64)
-                .last()
-                .map_or(0.0, |l| l.1)
-        };
-        let at_largest: Vec<(OptimizerName, f64)> =
-            OPTIMIZERS.iter().map(|&o| (o, -largest(o))).collect();
         let _ = writeln!(
             md,
-            "\nWhat the data say: the smallest drop is {}'s; the best accuracy at the largest batch is {}'s.\n",
-            smallest(&drops),
-            smallest(&at_largest)
+            "\nWhat the data say: the smallest drop is {} (NovoGrad ranks {}); the best accuracy at the largest batch is {} (NovoGrad ranks {}).\n",
+            leader(&drops, true),
+            novograd_rank(&drops, true),
+            leader(&largest, false),
+            novograd_rank(&largest, false)
+        );
+    }
+
+    fn lm_section(&self, md: &mut String) {
+        let l = &self.budget.lm;
+        let points = &self.sweeps.lm;
+        let _ = writeln!(md, "## 4. Learning rate on a character-level transformer\n");
+        let _ = writeln!(
+            md,
+            "tiny-shakespeare (or the `--text` given), {} epoch(s) of {} windows at batch {} = **{} steps** per run, scored by the mean validation loss over the held-out last 10% of the text; seeds {:?}. Rates half a decade apart, {} per optimizer to start, centred on its default, growing at an edge that holds the best (up to {}). {:.1} minutes.\n\n![validation loss vs learning rate](docs/study/lm.png)\n",
+            l.epochs,
+            l.windows.map_or("all".into(), |w| w.to_string()),
+            l.batch,
+            steps(points),
+            l.seeds,
+            l.lr_points,
+            l.lr_max_points,
+            minutes(&points.iter().collect::<Vec<_>>())
+        );
+        let _ = writeln!(
+            md,
+            "| optimizer | validation loss per rate (nats/char) | best rate | best loss | range within 0.05 nats of best (decades) |"
+        );
+        let _ = writeln!(md, "|---|---|---:|---:|---:|");
+        let (mut bests, mut widths) = (Vec::new(), Vec::new());
+        for optimizer in LM_OPTIMIZERS {
+            let mine = of(points, optimizer);
+            if mine.is_empty() {
+                continue;
+            }
+            let summary = LrSummary::new(&mine, true, 0.05);
+            let cells: Vec<String> = summary
+                .curve
+                .iter()
+                .map(|(r, loss)| format!("{r:.1e}: {loss:.3}"))
+                .collect();
+            let _ = writeln!(
+                md,
+                "| {optimizer} | {} | {:.1e} | {:.4} | {:.1} |",
+                cells.join(", "),
+                summary.best_lr(),
+                summary.best_score(),
+                summary.width
+            );
+            bests.push((optimizer, summary.best_score()));
+            widths.push((optimizer, summary.width));
+        }
+        let _ = writeln!(
+            md,
+            "\nWhat the data say: the lowest validation loss is {} (NovoGrad ranks {}); the widest range of rates within 0.05 nats of the optimizer's own best is {} (NovoGrad ranks {}).\n",
+            leader(&bests, true),
+            novograd_rank(&bests, true),
+            leader(&widths, false),
+            novograd_rank(&widths, false)
         );
     }
 
     fn memory_section(&self, md: &mut String) {
-        let _ = writeln!(md, "## 4. Memory\n");
+        let _ = writeln!(md, "## 5. Memory\n");
         let measured = match self.memory {
             Ok(measured) => measured,
             Err(why) => {
@@ -326,7 +561,7 @@ impl Study<'_> {
         };
         let _ = writeln!(
             md,
-            "Each row is a fresh process that trains {} step(s) of the example's model at its default batch size: the optimizer state as its burnpack record (what a checkpoint stores), and the process's peak resident memory (VmHWM).\n",
+            "Each row is a fresh process that trains {} step(s) of the examples' models (the MNIST CNN and the char-LM transformer, full size) at their default batch size: the optimizer state as its burnpack record (what a checkpoint stores), and the process's peak resident memory (VmHWM).\n",
             self.budget.probe_steps
         );
         let _ = writeln!(

@@ -1,6 +1,7 @@
-//! `study --quick` end to end on tiny MNIST files the test writes: every sweep, the memory
-//! probes (processes of their own), the report and its plots; `--fresh` leaves the user's own
-//! files in the artifact directory alone.
+//! `study --quick` end to end on tiny MNIST files and a tiny text the test writes: every sweep,
+//! the memory probes (processes of their own), the report and its plots; `--fresh` leaves the
+//! user's own files in the artifact directory alone, and a second invocation trains nothing
+//! again.
 
 use std::process::Command;
 
@@ -13,52 +14,80 @@ fn quick_study_writes_the_report() {
     std::fs::create_dir_all(&data).unwrap();
     write_idx(&data, "train", &synthetic(160, 1), false).unwrap();
     write_idx(&data, "t10k", &synthetic(60, 2), false).unwrap();
+    let text = dir.path().join("text.txt");
+    std::fs::write(
+        &text,
+        "the quick brown fox jumps over the lazy dog. ".repeat(60),
+    )
+    .unwrap();
     let out = dir.path().join("STUDY.md");
     let artifacts = dir.path().join("artifacts");
     let (notes, kept) = (artifacts.join("notes.txt"), artifacts.join("mine/kept.txt"));
     std::fs::create_dir_all(kept.parent().unwrap()).unwrap();
     std::fs::write(&notes, "the user's").unwrap();
     std::fs::write(&kept, "the user's too").unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_study"))
-        .args(["--quick", "--fresh", "--backend", "flex", "--data-dir"])
-        .arg(&data)
-        .arg("--out")
-        .arg(&out)
-        .arg("--artifact-dir")
-        .arg(&artifacts)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{stderr}");
-    // 3 optimizers × (3 learning rates + 2 more init scales) + 3 larger batches; the default
-    // point of each optimizer is shared by the three sweeps and trained once.
+    let study = |fresh: bool| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_study"));
+        command.args(["--quick", "--backend", "flex", "--data-dir"]);
+        command
+            .arg(&data)
+            .arg("--text")
+            .arg(&text)
+            .arg("--out")
+            .arg(&out);
+        command.arg("--artifact-dir").arg(&artifacts);
+        if fresh {
+            command.arg("--fresh");
+        }
+        let output = command.output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr).to_string();
+        assert!(output.status.success(), "{stderr}");
+        stderr
+    };
+    let stderr = study(true);
+    // MNIST: 5 optimizers × (3 learning rates + 2 more init scales + 1 larger batch; the best
+    // rate's run is shared by the three sweeps and trained once); char-LM: 3 × 3 rates.
     assert_eq!(
         stderr.matches("study: ").count(),
-        3 * (3 + 2) + 3,
+        5 * (3 + 2 + 1) + 3 * 3,
         "{stderr}"
     );
     let report = std::fs::read_to_string(&out).unwrap();
     for section in [
-        "## 1. Learning-rate robustness",
-        "## 2. Initialisation robustness",
-        "## 3. Large batch",
-        "## 4. Memory",
+        "## 1. Learning-rate robustness (MNIST)",
+        "## 2. Initialisation robustness (MNIST)",
+        "## 3. Large batch (MNIST)",
+        "## 4. Learning rate on a character-level transformer",
+        "## 5. Memory",
         "| novograd |",
         "| adamw |",
         "| sgd |",
-        "What the data say",
+        "| lamb |",
+        "| lion |",
+        "What the data say: the widest range",
         "| MnistCnn | novograd |",
-        "| CharLm | sgd |",
+        "| CharLm | lion |",
     ] {
         assert!(
             report.contains(section),
             "{section:?} missing from:\n{report}"
         );
     }
-    for plot in ["lr.png", "init.png", "batch.png"] {
+    for plot in ["lr.png", "init.png", "batch.png", "lm.png"] {
         let path = dir.path().join("docs/study").join(plot);
         assert!(path.metadata().unwrap().len() > 1000, "{plot}");
     }
     assert_eq!(std::fs::read_to_string(&notes).unwrap(), "the user's");
+    // Resumed: every run is read back, none trained again, the same sweeps (memory is probed
+    // again, and the time of the invocation differs).
+    let stderr = study(false);
+    assert_eq!(stderr.matches("study: ").count(), 0, "{stderr}");
+    let sweeps = |report: &str| {
+        report[report.find("## 1.").unwrap()..report.find("## 5.").unwrap()].to_string()
+    };
+    assert_eq!(
+        sweeps(&std::fs::read_to_string(&out).unwrap()),
+        sweeps(&report)
+    );
     assert_eq!(std::fs::read_to_string(&kept).unwrap(), "the user's too");
 }
