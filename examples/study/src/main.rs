@@ -13,8 +13,8 @@ use study::report::Study;
 use study::{Budget, OPTIMIZERS, Trainer, memory, sweeps};
 
 /// Measure the NovoGrad paper's claims (learning-rate and initialisation robustness, large
-/// batch, memory) against AdamW, SGD, LAMB and Lion with seeded trainings that reach their
-/// plateau (MNIST, and a char-LM learning-rate sweep), and write STUDY.md. Resumable: a run
+/// batch, memory) against AdamW, SGD, LAMB and Lion with seeded trainings (MNIST runs that
+/// reach their plateau, and a char-LM learning-rate sweep), and write STUDY.md. Resumable: a run
 /// already trained is read back from the artifact directory.
 #[derive(Parser, Debug)]
 #[command(version)]

@@ -142,6 +142,36 @@ impl LrSummary {
     }
 }
 
+/// Sentences saying whether each optimizer's best rate lies inside its window, and whether its
+/// best runs reached their plateau: improved by less than `threshold` (in `unit`s) over their
+/// last epoch.
+fn window_and_plateau(
+    summaries: &[(OptimizerName, LrSummary)],
+    threshold: f64,
+    unit: &str,
+) -> String {
+    let failing = |failed: &dyn Fn(&LrSummary) -> bool| {
+        let names = summaries.iter().filter(|(_, s)| failed(s));
+        names
+            .map(|(o, _)| o.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let window = match failing(&|s| !s.inside()).as_str() {
+        "" => "Every optimizer's best rate lies inside its window.".to_string(),
+        edge => format!("Best rate at an edge of its window: {edge}."),
+    };
+    let plateau = match failing(&|s| s.last_gain.is_none_or(|g| g >= threshold)).as_str() {
+        "" => format!(
+            "Every best run improved by less than {threshold} {unit} in its last epoch: the budget reaches the plateau."
+        ),
+        unsettled => format!(
+            "Best runs that improved by {threshold} {unit} or more in their last epoch, so not at their plateau (the comparison holds at this number of steps, not at convergence): {unsettled}."
+        ),
+    };
+    format!("{window} {plateau}")
+}
+
 /// A plot: file, title, axis labels, log x, and one series per optimizer.
 fn write_plot(
     dir: &Path,
@@ -241,7 +271,7 @@ impl Study<'_> {
         let mut md = String::new();
         let _ = writeln!(
             md,
-            "# Study: the NovoGrad paper's claims, with trainings that reach their plateau\n"
+            "# Study: the NovoGrad paper's claims, with MNIST trainings that reach their plateau\n"
         );
         let decay = |points: &[Point], optimizers: &[OptimizerName]| {
             let each = optimizers.iter().filter_map(|&o| {
@@ -330,7 +360,7 @@ impl Study<'_> {
             "| optimizer | rates swept | best rate | best accuracy | seed spread at best (points) | worst accuracy | range within 1 point of best (decades) | last-epoch gain of the best runs (points) |"
         );
         let _ = writeln!(md, "|---|---|---:|---:|---:|---:|---:|---:|");
-        let (mut widths, mut bests, mut outside, mut unsettled) = (vec![], vec![], vec![], vec![]);
+        let (mut widths, mut bests, mut summaries) = (vec![], vec![], vec![]);
         for optimizer in OPTIMIZERS {
             let mine = of(points, optimizer);
             if mine.is_empty() {
@@ -350,12 +380,7 @@ impl Study<'_> {
             );
             widths.push((optimizer, summary.width));
             bests.push((optimizer, summary.best_score()));
-            if !summary.inside() {
-                outside.push(optimizer.to_string());
-            }
-            if summary.last_gain.is_none_or(|g| g >= 0.1) {
-                unsettled.push(optimizer.to_string());
-            }
+            summaries.push((optimizer, summary));
         }
         let _ = writeln!(
             md,
@@ -365,26 +390,7 @@ impl Study<'_> {
             leader(&bests, false),
             novograd_rank(&bests, false)
         );
-        let _ = writeln!(
-            md,
-            "{} {}\n",
-            if outside.is_empty() {
-                "Every optimizer's best rate lies inside its window.".to_string()
-            } else {
-                format!(
-                    "Best rate at an edge of its window: {}.",
-                    outside.join(", ")
-                )
-            },
-            if unsettled.is_empty() {
-                "Every best run gained less than 0.1 point in its last epoch: the budget reaches the plateau.".to_string()
-            } else {
-                format!(
-                    "Best runs that gained 0.1 point or more in their last epoch (not at their plateau): {}.",
-                    unsettled.join(", ")
-                )
-            }
-        );
+        let _ = writeln!(md, "{}\n", window_and_plateau(&summaries, 0.1, "point"));
     }
 
     fn init_section(&self, md: &mut String) {
@@ -514,10 +520,10 @@ impl Study<'_> {
         );
         let _ = writeln!(
             md,
-            "| optimizer | validation loss per rate (nats/char) | best rate | best loss | range within 0.05 nats of best (decades) |"
+            "| optimizer | validation loss per rate (nats/char) | best rate | best loss | range within 0.05 nats of best (decades) | last-epoch drop of the best run (nats) |"
         );
-        let _ = writeln!(md, "|---|---|---:|---:|---:|");
-        let (mut bests, mut widths) = (Vec::new(), Vec::new());
+        let _ = writeln!(md, "|---|---|---:|---:|---:|---:|");
+        let (mut bests, mut widths, mut summaries) = (vec![], vec![], vec![]);
         for optimizer in LM_OPTIMIZERS {
             let mine = of(points, optimizer);
             if mine.is_empty() {
@@ -529,9 +535,10 @@ impl Study<'_> {
                 .iter()
                 .map(|(r, loss)| format!("{r:.1e}: {loss:.3}"))
                 .collect();
+            let drop = summary.last_gain.map_or("-".into(), |g| format!("{g:.3}"));
             let _ = writeln!(
                 md,
-                "| {optimizer} | {} | {:.1e} | {:.4} | {:.1} |",
+                "| {optimizer} | {} | {:.1e} | {:.4} | {:.1} | {drop} |",
                 cells.join(", "),
                 summary.best_lr(),
                 summary.best_score(),
@@ -539,14 +546,16 @@ impl Study<'_> {
             );
             bests.push((optimizer, summary.best_score()));
             widths.push((optimizer, summary.width));
+            summaries.push((optimizer, summary));
         }
         let _ = writeln!(
             md,
-            "\nWhat the data say: the lowest validation loss is {} (NovoGrad ranks {}); the widest range of rates within 0.05 nats of the optimizer's own best is {} (NovoGrad ranks {}).\n",
+            "\nWhat the data say: the lowest validation loss is {} (NovoGrad ranks {}); the widest range of rates within 0.05 nats of the optimizer's own best is {} (NovoGrad ranks {}). {}\n",
             leader(&bests, true),
             novograd_rank(&bests, true),
             leader(&widths, false),
-            novograd_rank(&widths, false)
+            novograd_rank(&widths, false),
+            window_and_plateau(&summaries, 0.01, "nats")
         );
     }
 
@@ -609,5 +618,49 @@ impl Study<'_> {
             }
         }
         let _ = writeln!(md);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A summary whose best rate is `best` of three and whose best runs gained `last_gain`.
+    fn summary(best: usize, last_gain: Option<f64>) -> LrSummary {
+        LrSummary {
+            curve: vec![(1e-3, 90.0), (1e-2, 95.0), (1e-1, 92.0)],
+            best,
+            width: 0.5,
+            seed_spread: 0.0,
+            last_gain,
+        }
+    }
+
+    #[test]
+    fn the_window_and_plateau_sentences_name_who_fails() {
+        let settled = [
+            (OptimizerName::Novograd, summary(1, Some(0.02))),
+            (OptimizerName::Adamw, summary(1, Some(-0.3))),
+        ];
+        assert_eq!(
+            window_and_plateau(&settled, 0.1, "point"),
+            "Every optimizer's best rate lies inside its window. Every best run improved by \
+             less than 0.1 point in its last epoch: the budget reaches the plateau."
+        );
+        let unsettled = [
+            (OptimizerName::Novograd, summary(1, Some(0.005))),
+            (OptimizerName::Adamw, summary(0, Some(0.01))),
+            (OptimizerName::Lamb, summary(2, None)),
+            (OptimizerName::Sgd, summary(1, Some(0.5))),
+        ];
+        let sentences = window_and_plateau(&unsettled, 0.01, "nats");
+        assert!(
+            sentences.starts_with("Best rate at an edge of its window: adamw, lamb. "),
+            "{sentences}"
+        );
+        assert!(
+            sentences.ends_with("not at convergence): adamw, lamb, sgd."),
+            "{sentences}"
+        );
     }
 }
