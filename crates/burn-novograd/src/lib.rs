@@ -49,6 +49,8 @@
 //! step as Burn tensor ops, which are the fused steps' specification.
 
 #![warn(missing_docs)]
+// On docs.rs (`--cfg docsrs`, see Cargo.toml), an item behind a crate feature shows that feature.
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod config;
 mod fused;

@@ -116,7 +116,7 @@ pub fn update<I: Int, N: Size>(
         correction_1 = one - f32::powf(hyper.beta_1, t);
     }
     let root = f32::sqrt(v_hat + hyper.epsilon_root) + hyper.epsilon;
-    let inv_denom = f32::min(one / root, f32::new(f32::MAX));
+    let inv_denom = f32::min(one / root, f32::max_value());
 
     // The scalars as vectors of N equal lanes.
     let scale = Vector::new(inv_denom / correction_1);
