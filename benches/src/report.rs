@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use crate::peers::{Peer, Peers};
 use crate::sets::ParamSet;
-use crate::step::{Contender, NOVOGRAD_BYTES_PER_PARAM};
+use crate::step::{Contender, NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM, NOVOGRAD_BYTES_PER_PARAM};
 use crate::suite::{BackendResults, StepResult, novograd_step};
 use crate::timing::Stats;
 use crate::triad::{Bandwidth, TRIAD_BYTES_PER_ELEMENT};
@@ -96,17 +96,18 @@ fn set_name(set: ParamSet) -> &'static str {
 }
 
 impl Report {
-    /// The least time of a NovoGrad step on `parameters` f32 parameters at the measured best
-    /// bandwidth, in ms.
-    fn bound_ms(&self, parameters: usize) -> f64 {
-        NOVOGRAD_BYTES_PER_PARAM * parameters as f64 / self.bandwidth.best_bytes_per_second * 1e3
+    /// The least time of `result`'s step (a NovoGrad step) at the measured best bandwidth, in ms.
+    fn bound_ms(&self, result: &StepResult) -> Option<f64> {
+        let bytes = result.optimizer.bytes_per_param()? * result.parameters as f64;
+        Some(bytes / self.bandwidth.best_bytes_per_second * 1e3)
     }
 
-    /// `bound_ms` as a percentage of `result`'s time, for the CPU backends (the triad measured
-    /// host memory); `None` elsewhere.
+    /// `bound_ms` as a percentage of `result`'s time, for NovoGrad on the CPU backends (the
+    /// triad measured host memory); `None` elsewhere.
     fn bound_percent(&self, backend: &BackendResults, result: &StepResult) -> Option<f64> {
-        matches!(backend.backend, BackendName::Flex | BackendName::Ndarray)
-            .then(|| 100.0 * self.bound_ms(result.parameters) / result.stats.median_ms)
+        let cpu = matches!(backend.backend, BackendName::Flex | BackendName::Ndarray);
+        let bound_ms = self.bound_ms(result).filter(|_| cpu)?;
+        Some(100.0 * bound_ms / result.stats.median_ms)
     }
 
     fn step(
@@ -215,7 +216,8 @@ impl Report {
             "The bound of a NovoGrad step is {NOVOGRAD_BYTES_PER_PARAM} B per f32 parameter at \
              the measured best bandwidth: `g` read for the norm, `w` and `m` read and written \
              for the update, whose read of `g` comes from the cache (on Flex each thread updates \
-             the part of a tensor it has just summed). It applies to the CPU backends, whose memory the triad \
+             the part of a tensor it has just summed); {NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM} B \
+             with `m` stored in bf16. It applies to the CPU backends, whose memory the triad \
              measured.\n"
         );
         for backend in &self.backends {
@@ -267,20 +269,37 @@ impl Report {
     /// The fused step against the tensor-op step, AdamW and SGD, and the bound, on one backend
     /// and set.
     fn ratios(&self, md: &mut String, backend: &BackendResults, set: ParamSet) {
-        let [Some(fused), Some(tensor_ops), Some(adamw), Some(sgd)] =
-            Contender::ALL.map(|optimizer| self.step(backend, set, optimizer))
-        else {
+        let [Some(fused), Some(tensor_ops), Some(adamw), Some(sgd)] = [
+            Contender::Novograd,
+            Contender::NovogradTensorOps,
+            Contender::Adamw,
+            Contender::Sgd,
+        ]
+        .map(|optimizer| self.step(backend, set, optimizer)) else {
             return;
         };
         let ratio = |other: &StepResult| fused.stats.median_ms / other.stats.median_ms;
-        let bound = self
-            .bound_percent(backend, &fused)
-            .map_or(String::new(), |percent| {
+        let bound = |result: &StepResult| match (
+            self.bound_ms(result),
+            self.bound_percent(backend, result),
+        ) {
+            (Some(bound_ms), Some(percent)) => {
+                format!("; bound {bound_ms:.2} ms = **{percent:.0}%**")
+            }
+            _ => String::new(),
+        };
+        let bf16_moment = (self.step(backend, set, Contender::NovogradBf16Moment)).map_or(
+            String::new(),
+            |narrow| {
                 format!(
-                    "; bound {:.2} ms = **{percent:.0}%**",
-                    self.bound_ms(fused.parameters)
+                    " With `m` in bf16: {} ms, **{:.2}×** the f32-moment step{}.",
+                    ms(&narrow.stats),
+                    narrow.stats.median_ms / fused.stats.median_ms,
+                    bound(&narrow)
                 )
-            });
+            },
+        );
+        let bound = bound(&fused);
         let note = match backend.fused_path {
             None => " (no fused step here: both NovoGrads are the tensor-op step)",
             Some(_) => "",
@@ -289,7 +308,7 @@ impl Report {
             md,
             "- {}, {} set ({} parameters, {} tensors): fused NovoGrad {} ms ({:.1} µs per \
              tensor); fused/AdamW **{:.2}**, fused/tensor ops **{:.2}**{note}, fused/SGD \
-             **{:.2}**{bound}.",
+             **{:.2}**{bound}.{bf16_moment}",
             backend.backend,
             set_name(set),
             fused.parameters,
@@ -311,8 +330,8 @@ impl Report {
              held, so a step may work in place), the same gradients every step. NovoGrad β = \
              (0.95, 0.98); AdamW β = (0.9, 0.999), ε = 1e-8; SGD momentum 0.9; weight decay 1e-3 \
              for each. \"Bound\" is the bandwidth bound of a NovoGrad step \
-             ({NOVOGRAD_BYTES_PER_PARAM} B/param) divided by the measured time, on the CPU \
-             backends. \"× peer\" compares with the fastest peer on the transformer-like set.\n"
+             ({NOVOGRAD_BYTES_PER_PARAM} B/param, {NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM} with a \
+             bf16 moment) divided by the measured time, on the CPU backends. \"× peer\" compares with the fastest peer on the transformer-like set.\n"
         );
         let best_peer = self.best_peer();
         for backend in &self.backends {
@@ -333,12 +352,7 @@ impl Report {
                     }
                     _ => "-".into(),
                 };
-                let novograd = matches!(
-                    result.optimizer,
-                    Contender::Novograd | Contender::NovogradTensorOps
-                );
                 let bound = (self.bound_percent(backend, result))
-                    .filter(|_| novograd)
                     .map_or("-".into(), |percent| format!("{percent:.0}%"));
                 let _ = writeln!(
                     md,

@@ -11,8 +11,8 @@ use burn::module::Param;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, Optimizer, SgdConfig};
-use burn::tensor::{Device, Tensor};
-use burn_novograd::NovoGradConfig;
+use burn::tensor::{DType, Device, Tensor};
+use burn_novograd::{MomentDtype, NovoGradConfig};
 use example_kit::Hyper;
 use serde::Serialize;
 
@@ -31,6 +31,9 @@ pub const HYPER: Hyper = Hyper {
 /// summed, and that part fits in the last-level cache.
 pub const NOVOGRAD_BYTES_PER_PARAM: f64 = 20.0;
 
+/// The same with `m` stored in bf16: 4 + 2 × 4 + 2 × 2 bytes.
+pub const NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM: f64 = 16.0;
+
 /// An optimizer whose step is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -39,6 +42,9 @@ pub enum Contender {
     Novograd,
     /// NovoGrad forced onto the tensor-op step (`NovoGradConfig::fused = false`).
     NovogradTensorOps,
+    /// NovoGrad with its first moment stored in bf16 (`MomentDtype::Bf16`), fused where the
+    /// device allows; only on devices with bf16 tensors.
+    NovogradBf16Moment,
     /// Burn's AdamW, β = (0.9, 0.999), ε = 1e-8.
     Adamw,
     /// Burn's SGD with momentum 0.9 (no dampening), L2 weight decay.
@@ -47,9 +53,10 @@ pub enum Contender {
 
 impl Contender {
     /// Every contender, in report order.
-    pub const ALL: [Contender; 4] = [
+    pub const ALL: [Contender; 5] = [
         Self::Novograd,
         Self::NovogradTensorOps,
+        Self::NovogradBf16Moment,
         Self::Adamw,
         Self::Sgd,
     ];
@@ -57,6 +64,21 @@ impl Contender {
     /// NovoGrad's configuration of the timed steps, fused where the device allows.
     pub fn novograd() -> NovoGradConfig {
         NovoGradConfig::new().with_weight_decay(HYPER.weight_decay)
+    }
+
+    /// Whether this optimizer's step runs on `device`: a bf16 moment needs bf16 tensors.
+    pub fn runs_on(self, device: &Device) -> bool {
+        self != Self::NovogradBf16Moment || device.supports_dtype(DType::BF16)
+    }
+
+    /// The least memory traffic of this NovoGrad step, in bytes per f32 parameter (`None` for
+    /// the other optimizers).
+    pub fn bytes_per_param(self) -> Option<f64> {
+        match self {
+            Self::Novograd | Self::NovogradTensorOps => Some(NOVOGRAD_BYTES_PER_PARAM),
+            Self::NovogradBf16Moment => Some(NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM),
+            Self::Adamw | Self::Sgd => None,
+        }
     }
 
     /// This optimizer stepping `set` on `device` (a device without autodiff, where
@@ -69,6 +91,13 @@ impl Contender {
             Self::NovogradTensorOps => {
                 StepBench::boxed(Self::novograd().with_fused(false).build(), set, device)
             }
+            Self::NovogradBf16Moment => StepBench::boxed(
+                Self::novograd()
+                    .with_moment_dtype(MomentDtype::Bf16)
+                    .build(),
+                set,
+                device,
+            ),
             Self::Adamw => StepBench::boxed(
                 AdamWConfig::new()
                     .with_epsilon(1e-8)
@@ -94,6 +123,7 @@ impl std::fmt::Display for Contender {
         f.write_str(match self {
             Self::Novograd => "novograd",
             Self::NovogradTensorOps => "novograd (tensor ops)",
+            Self::NovogradBf16Moment => "novograd (bf16 moment)",
             Self::Adamw => "adamw",
             Self::Sgd => "sgd",
         })

@@ -125,12 +125,14 @@ impl Job for Suite {
         let mut steps = Vec::new();
         for &set in &self.sets {
             eprintln!("{}: optimizer steps on {set:?}", self.backend);
-            let mut benches: Vec<Box<dyn TimedStep>> = Contender::ALL
-                .iter()
+            let contenders: Vec<Contender> = (Contender::ALL.into_iter())
+                .filter(|optimizer| optimizer.runs_on(&plain))
+                .collect();
+            let mut benches: Vec<Box<dyn TimedStep>> = (contenders.iter())
                 .map(|&optimizer| optimizer.bench(set, &plain, self.seed))
                 .collect();
             let stats = interleaved(&mut benches, self.step_sampling, |bench| bench.step());
-            for ((bench, stats), optimizer) in benches.into_iter().zip(stats).zip(Contender::ALL) {
+            for ((bench, stats), optimizer) in benches.into_iter().zip(stats).zip(contenders) {
                 steps.push(StepResult {
                     set,
                     parameters: set.parameters(),

@@ -55,6 +55,8 @@ fn smoke_report_runs_on_tiny_sizes() {
         "fused/AdamW **",
         "### flex",
         "| tiny | 2384 / 4 | novograd (tensor ops) |",
+        "| tiny | 2384 / 4 | novograd (bf16 moment) |",
+        "With `m` in bf16: ",
         "### ndarray",
         "## Optimizer state",
         "## End-to-end training step",
@@ -80,6 +82,7 @@ fn smoke_report_runs_on_tiny_sizes() {
             .unwrap()
     };
     assert!(bytes("novograd") < bytes("adamw"));
+    assert!(bytes("novograd-bf16-moment") < bytes("novograd"));
     assert!(
         dir.path()
             .join("docs/benchmarks/step-times.png")

@@ -99,6 +99,40 @@ mod wgpu {
     fn wgpu_fused_step_matches_the_tensor_op_step() {
         super::assert_fused_matches_tensor_ops(super::On::f32(&device()), 1e-6);
     }
+
+    /// A bf16 first moment on WGPU: stored in bf16 where the device supports bf16 tensors (by the
+    /// tensor-op step: the CubeCL kernels take f32 moments only), else refused at the first
+    /// step with a panic that names the device and `MomentDtype::Param`.
+    #[test]
+    #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
+    fn wgpu_bf16_moment_is_stored_or_refused_clearly() {
+        use burn::optim::Optimizer;
+        use burn::tensor::{DType, Tensor};
+        use burn_novograd::MomentDtype;
+        use std::panic::{AssertUnwindSafe, catch_unwind};
+
+        let device = device();
+        let config = super::NovoGradConfig::new().with_moment_dtype(MomentDtype::Bf16);
+        let param = Tensor::<1>::ones([8], &device);
+        let step = catch_unwind(AssertUnwindSafe(|| {
+            config.build().step(0.1, param.clone(), param.clone(), None)
+        }));
+        let supported = device.supports_dtype(DType::BF16);
+        println!("bf16 tensors on this WGPU device: {supported}");
+        match (supported, step) {
+            (true, Ok((_, state))) => {
+                assert_eq!(state.expect("a state").moment_1.dtype(), DType::BF16)
+            }
+            (false, Err(panic)) => {
+                let message = panic.downcast_ref::<String>().expect("a formatted message");
+                assert!(message.contains("MomentDtype::Param"), "{message}");
+            }
+            (supported, step) => panic!(
+                "bf16 supported: {supported}, but the step {}",
+                if step.is_ok() { "ran" } else { "panicked" }
+            ),
+        }
+    }
 }
 
 /// Burn's CUDA device, under Fusion: the fused CubeCL step.

@@ -3,4 +3,5 @@
 
 mod backends;
 mod learner;
+mod moment;
 mod state;

@@ -19,6 +19,19 @@ pub enum WeightDecayMode {
     OnUpdate,
 }
 
+/// How the first moment `m` is stored between steps. The step computes in the parameter's
+/// dtype (at least f32 for a narrower storage) whatever the storage; only the stored `m` is
+/// narrower.
+#[derive(Config, Debug, Copy, PartialEq, Eq)]
+pub enum MomentDtype {
+    /// The parameter's dtype: every reference implementation's choice.
+    Param,
+    /// bfloat16 (8 bits of precision, f32's range), rounded to nearest, ties to even: half of
+    /// an f32 moment's bytes. A stored value is within 2⁻⁸ of the f32 one (relative), and the
+    /// step that produced it used the unrounded value.
+    Bf16,
+}
+
 /// [`NovoGrad`] configuration. The defaults are the paper's
 /// ([Ginsburg et al. 2019](https://arxiv.org/abs/1905.11286)).
 ///
@@ -61,9 +74,12 @@ pub struct NovoGradConfig {
     /// Apex-style bias correction: divide `v` by `1 − β2^t` and `m` by `1 − β1^t`.
     #[config(default = false)]
     pub bias_correction: bool,
-    /// Take the backend's fused step where there is one (Flex, f32 and f64, with this crate's
-    /// `flex` feature; Burn's WGPU and CUDA backends, with or without Fusion, f32, with its
-    /// `wgpu` and `cuda` features); `false` forces the tensor-op step on every backend. Both
+    /// How the first moment is stored: in the parameter's dtype, or narrower to save memory.
+    #[config(default = "MomentDtype::Param")]
+    pub moment_dtype: MomentDtype,
+    /// Take the backend's fused step where there is one (Flex, f32 with an f32 or bf16 moment
+    /// and f64, with this crate's `flex` feature; Burn's WGPU and CUDA backends, with or without
+    /// Fusion, f32 with an f32 moment, with its `wgpu` and `cuda` features); `false` forces the tensor-op step on every backend. Both
     /// compute the same equations; [`NovoGrad::fused_path`] says which step a device gets.
     #[config(default = true)]
     pub fused: bool,
@@ -216,6 +232,7 @@ mod tests {
         assert_eq!(config.weight_decay_mode, WeightDecayMode::InMoment);
         assert!(!config.grad_averaging && !config.amsgrad && !config.bias_correction);
         assert!(config.grad_clipping.is_none());
+        assert_eq!(config.moment_dtype, MomentDtype::Param);
         assert_eq!(config.validate(), Ok(()));
         assert_eq!(config.with_beta_2(0.0).with_beta_1(0.0).validate(), Ok(()));
     }

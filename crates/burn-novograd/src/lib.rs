@@ -12,9 +12,10 @@
 //! ```
 //!
 //! with β1 = 0.95, β2 = 0.98, ε = 1e-8, d = 0. The optimizer state is one tensor shaped like the
-//! parameter plus a few one-element tensors: half of Adam's. Options (grad averaging, AMSGrad,
-//! Apex's decay placement and bias correction, optax's `eps_root`) are fields of
-//! [`NovoGradConfig`]; [`NovoGrad`] gives the full equations.
+//! parameter plus a few one-element tensors: half of Adam's, a quarter with the moment stored in
+//! bf16 ([`MomentDtype::Bf16`]). Options (grad averaging, AMSGrad, Apex's decay placement and
+//! bias correction, optax's `eps_root`, the moment's storage) are fields of [`NovoGradConfig`];
+//! [`NovoGrad`] gives the full equations.
 //!
 //! ```
 //! use burn::nn::{Linear, LinearConfig};
@@ -65,6 +66,6 @@ mod state;
 #[allow(unused_imports)]
 use burn::optim::{RecordState, StateSink, StateSource, join_index, join_path};
 
-pub use config::{NovoGradConfig, NovoGradConfigError, WeightDecayMode};
+pub use config::{MomentDtype, NovoGradConfig, NovoGradConfigError, WeightDecayMode};
 pub use optimizer::NovoGrad;
 pub use state::NovoGradState;

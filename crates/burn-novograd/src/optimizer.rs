@@ -1,7 +1,7 @@
 use burn::optim::{LearningRate, Optimizer};
 use burn::tensor::{Bool, DType, Device, FloatDType, Tensor};
 
-use crate::config::{NovoGradConfig, WeightDecayMode};
+use crate::config::{MomentDtype, NovoGradConfig, WeightDecayMode};
 use crate::fused;
 use crate::hyper::Hyper;
 use crate::state::NovoGradState;
@@ -19,16 +19,18 @@ use crate::state::NovoGradState;
 /// ```
 ///
 /// [`WeightDecayMode::OnUpdate`] and `bias_correction` give NVIDIA Apex's variants (see
-/// [`NovoGradConfig`]). A gradient containing NaN or ±Inf, or whose `‖g‖²` overflows the
-/// second moment's dtype, skips the step for that tensor: its parameter and state are returned
-/// unchanged, decided on the device without a host sync. An empty parameter tensor keeps its
-/// state.
+/// [`NovoGradConfig`]). With [`MomentDtype::Bf16`], `m_t` is stored rounded to bf16 between
+/// steps; `w_{t+1}` uses the unrounded `m_t`. A gradient containing NaN or ±Inf, or whose `‖g‖²`
+/// overflows the second moment's dtype, skips the step for that tensor: its parameter and state
+/// are returned unchanged, decided on the device without a host sync. An empty parameter tensor
+/// keeps its state.
 ///
 /// Built by [`NovoGradConfig::build`]; for a whole module use [`NovoGradConfig::init`].
 #[derive(Clone, Debug)]
 pub struct NovoGrad {
     hyper: Hyper,
     amsgrad: bool,
+    moment_dtype: MomentDtype,
     fused: bool,
 }
 
@@ -37,6 +39,7 @@ impl NovoGrad {
         Self {
             hyper: Hyper::new(config),
             amsgrad: config.amsgrad,
+            moment_dtype: config.moment_dtype,
             fused: config.fused,
         }
     }
@@ -54,10 +57,31 @@ impl NovoGrad {
         let device = param.device();
         let scalar = || Tensor::<1>::zeros([1], (&device, moment_2_dtype(param.dtype()).into()));
         NovoGradState {
-            moment_1: param.zeros_like(),
+            moment_1: param.zeros_like().cast(self.moment_1_dtype(param)),
             moment_2: scalar(),
             max_moment_2: self.amsgrad.then(scalar),
             step: Tensor::zeros([1], &device),
+        }
+    }
+
+    /// The dtype `m` is stored in for `param`.
+    ///
+    /// # Panics
+    ///
+    /// If the configured storage is one that `param`'s device does not support (bf16 on WGPU),
+    /// naming the device; `MomentDtype::Param` works everywhere.
+    fn moment_1_dtype<const D: usize>(&self, param: &Tensor<D>) -> DType {
+        match self.moment_dtype {
+            MomentDtype::Param => param.dtype(),
+            MomentDtype::Bf16 => {
+                let device = param.device();
+                assert!(
+                    device.supports_dtype(DType::BF16),
+                    "NovoGrad's moment_dtype = Bf16, but the parameter's device {device:?} does \
+                     not support bf16 tensors: use MomentDtype::Param there"
+                );
+                DType::BF16
+            }
         }
     }
 
@@ -92,13 +116,17 @@ impl Optimizer for NovoGrad {
         grad: Tensor<D>,
         state: Option<Self::State<D>>,
     ) -> (Tensor<D>, Option<Self::State<D>>) {
-        let state = state.unwrap_or_else(|| self.initial_state(&param));
+        let mut state = state.unwrap_or_else(|| self.initial_state(&param));
         // An empty tensor has nothing to update: it keeps its state. (Burn 0.22.1's CubeCL
         // element-wise kernels also panic in debug builds on zero-sized tensors of rank ≥ 2:
         // `CubeTensor::is_nonoverlapping` underflows.)
         if param.shape().num_elements() == 0 {
             return (param, Some(state));
         }
+        // `m` in its configured storage: a state loaded from a record comes in the device's
+        // default dtype (exactly, from a narrower one), and a record may have been saved with
+        // another `moment_dtype` (then rounded to nearest here).
+        state.moment_1 = state.moment_1.cast(self.moment_1_dtype(&param));
         let inputs = (param, grad, state);
         let (param, state) = match self.fused {
             true => fused::step(&self.hyper, lr, inputs)
@@ -164,7 +192,8 @@ impl NovoGrad {
         let inv_denom = inv_denom.clamp_max(dtype.finfo().map_or(f64::MAX, |info| info.max));
         let correction_1 = self.bias_correction(beta_1, &step_float);
 
-        // A state loaded from a record comes in the device's default dtype: back to w's.
+        // m is stored in its own dtype (w's, or narrower) and computed in w's.
+        let moment_1_dtype = state.moment_1.dtype();
         let moment_1_prev = state.moment_1.cast(dtype);
         let (moment_1, update) = match self.hyper.weight_decay_mode {
             // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); update = λ·m_t/(1 − β1^t)
@@ -188,7 +217,7 @@ impl NovoGrad {
 
         // Keep the old values wherever the step is not applied.
         let state = NovoGradState {
-            moment_1: where_applied(&applied, moment_1_prev, moment_1),
+            moment_1: where_applied(&applied, moment_1_prev, moment_1).cast(moment_1_dtype),
             moment_2: moment_2_prev.mask_where(applied.clone(), moment_2),
             max_moment_2: (state.max_moment_2.zip(max_moment_2))
                 .map(|(prev, next)| prev.cast(moment_dtype).mask_where(applied.clone(), next)),
@@ -428,6 +457,31 @@ mod tests {
         }
     }
 
+    #[test]
+    fn bf16_moment_is_stored_rounded_and_the_step_uses_it_unrounded() {
+        // m_1 = g_1/5 = [0.6, 0.8]: stored as the nearest bf16 values; w_2 = w_1 − λ·m_1 with the
+        // unrounded m_1, as in f32. Step 2 starts from the stored m_1.
+        let config = NovoGradConfig::new().with_moment_dtype(MomentDtype::Bf16);
+        let rounded = |x: f64| f64::from(burn::tensor::bf16::from_f64(x).to_f32());
+        let m1 = [rounded(0.6), rounded(0.8)];
+        assert!(
+            m1[0] != 0.6 && m1[1] != 0.8,
+            "0.6 and 0.8 are not bf16 values"
+        );
+        let s = 26.5f64.sqrt();
+        let m2 = [0.95 * m1[0] + 6.0 / s, 0.95 * m1[1] + 8.0 / s];
+        let w2 = descend([0.6, 0.8], [0.0; 2])[0];
+        let w3 = [w2[0] - LR * m2[0], w2[1] - LR * m2[1]];
+        assert_close(&run(config.clone(), &[G1, G2]), &[w2, w3]);
+        for fused in [true, false] {
+            let optimizer = config.clone().with_fused(fused).build();
+            let (_, state) = optimizer.step(LR, tensor(W), tensor(G1), None);
+            let moment_1 = state.expect("a state").moment_1;
+            assert_eq!(moment_1.dtype(), DType::BF16, "fused {fused}");
+            assert_eq!(values(&moment_1), m1, "fused {fused}");
+        }
+    }
+
     /// Bit patterns of every tensor in a state, for exact comparisons.
     fn state_bits(state: &NovoGradState<1>) -> Vec<String> {
         let mut tensors = vec![
@@ -467,6 +521,9 @@ mod tests {
     fn non_finite_gradient_skips_the_step_and_keeps_everything() {
         let configs = [
             NovoGradConfig::new().with_weight_decay(0.1),
+            NovoGradConfig::new()
+                .with_weight_decay(0.1)
+                .with_moment_dtype(MomentDtype::Bf16),
             NovoGradConfig::new()
                 .with_amsgrad(true)
                 .with_bias_correction(true)

@@ -4,7 +4,7 @@
 use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 
-use burn_novograd::WeightDecayMode;
+use burn_novograd::{MomentDtype, WeightDecayMode};
 use clap::ValueEnum;
 
 use crate::{
@@ -77,6 +77,10 @@ pub struct CommonArgs {
     /// Adam-style bias correction of NovoGrad's two moments [default: off].
     #[arg(long, help_heading = NOVOGRAD_OPTIONS)]
     pub bias_correction: bool,
+    /// How NovoGrad stores its first moment: in the parameter's dtype, or in bf16 (half the
+    /// bytes; not on WGPU, which has no bf16 tensors) [default: param].
+    #[arg(long, value_enum, help_heading = NOVOGRAD_OPTIONS)]
+    pub moment_dtype: Option<MomentStorage>,
     /// Epochs over the training data [default: the example's: 5 for mnist, 3 for char-lm].
     #[arg(long)]
     pub epochs: Option<usize>,
@@ -113,6 +117,24 @@ pub enum DecayMode {
     InMoment,
     /// The step adds `λ·d·w` after the moment (Apex's FusedNovoGrad).
     OnUpdate,
+}
+
+/// How NovoGrad stores its first moment, on the command line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum MomentStorage {
+    /// The parameter's dtype.
+    Param,
+    /// bfloat16, rounded to nearest.
+    Bf16,
+}
+
+impl From<MomentStorage> for MomentDtype {
+    fn from(storage: MomentStorage) -> Self {
+        match storage {
+            MomentStorage::Param => MomentDtype::Param,
+            MomentStorage::Bf16 => MomentDtype::Bf16,
+        }
+    }
 }
 
 impl From<DecayMode> for WeightDecayMode {
@@ -179,6 +201,7 @@ impl CommonArgs {
                 options.grad_averaging = self.grad_averaging;
                 options.amsgrad = self.amsgrad;
                 options.bias_correction = self.bias_correction;
+                options.moment_dtype = self.moment_dtype.map_or(options.moment_dtype, Into::into);
             }
             None => {
                 let given = [
@@ -189,6 +212,7 @@ impl CommonArgs {
                     ("--grad-averaging", self.grad_averaging),
                     ("--amsgrad", self.amsgrad),
                     ("--bias-correction", self.bias_correction),
+                    ("--moment-dtype", self.moment_dtype.is_some()),
                 ];
                 if let Some((flag, _)) = given.iter().find(|(_, given)| *given) {
                     return Err(format!(

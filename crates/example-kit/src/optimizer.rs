@@ -10,7 +10,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, LambConfig, LionConfig, ModuleOptimizer, Optimizer, SgdConfig};
 use burn::tensor::Device;
-use burn_novograd::{NovoGradConfig, WeightDecayMode};
+use burn_novograd::{MomentDtype, NovoGradConfig, WeightDecayMode};
 use clap::ValueEnum;
 use serde::{Deserialize, Serialize};
 
@@ -80,6 +80,15 @@ pub struct NovoGradOptions {
     pub amsgrad: bool,
     /// Adam-style bias correction of both moments.
     pub bias_correction: bool,
+    /// How the first moment is stored (absent from the config.json of runs before it existed:
+    /// the parameter's dtype).
+    #[serde(default = "param_moment")]
+    pub moment_dtype: MomentDtype,
+}
+
+/// The first moment's storage of runs that do not name one.
+fn param_moment() -> MomentDtype {
+    MomentDtype::Param
 }
 
 impl Default for NovoGradOptions {
@@ -93,6 +102,7 @@ impl Default for NovoGradOptions {
             grad_averaging: config.grad_averaging,
             amsgrad: config.amsgrad,
             bias_correction: config.bias_correction,
+            moment_dtype: config.moment_dtype,
         }
     }
 }
@@ -192,6 +202,7 @@ impl OptimizerSpec {
                 .with_grad_averaging(options.grad_averaging)
                 .with_amsgrad(options.amsgrad)
                 .with_bias_correction(options.bias_correction)
+                .with_moment_dtype(options.moment_dtype)
                 .with_grad_clipping(self.grad_clipping()),
         )
     }

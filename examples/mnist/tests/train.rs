@@ -380,6 +380,11 @@ fn command_line_checks_optimizer_options_and_states_their_defaults() {
             "invalid value 'sideways'",
         ),
         (
+            vec!["--optimizer", "lion", "--moment-dtype", "bf16"],
+            "--moment-dtype is a NovoGrad option",
+        ),
+        (vec!["--moment-dtype", "fp8"], "invalid value 'fp8'"),
+        (
             vec!["--resume"],
             "holds no earlier run of mnist to continue",
         ),
@@ -398,6 +403,7 @@ fn command_line_checks_optimizer_options_and_states_their_defaults() {
         "[default: 0.98]",
         "[default: 1e-8]",
         "[default: in-moment]",
+        "[default: param]",
         "[default: no clipping]",
         "[default: decay on every parameter]",
         "[default: flex]",
@@ -444,7 +450,8 @@ fn trained_values(dir: &Path) -> Vec<u32> {
 }
 
 /// A run interrupted after its first epoch and resumed ends exactly where the uninterrupted run
-/// does: same weights and batch-norm statistics (to the bit), same test accuracy and validation losses. The interruption
+/// does (NovoGrad with amsgrad and a bf16 first moment, through the Learner's burnpack
+/// checkpoints): same weights and batch-norm statistics (to the bit), same test accuracy and validation losses. The interruption
 /// is the uninterrupted run's directory as it was when epoch 1's checkpoint had been written:
 /// without epoch 2's checkpoint and the final outputs (epoch 2's partial logs stay, as a killed
 /// run leaves them).
@@ -470,6 +477,8 @@ fn command_line_resumes_an_interrupted_run_where_it_would_have_ended() {
             "10",
             "--no-decay-bias-norm",
             "--amsgrad",
+            "--moment-dtype",
+            "bf16",
             "--artifact-dir",
             dir.to_str().unwrap(),
         ];

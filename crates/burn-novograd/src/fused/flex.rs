@@ -7,10 +7,10 @@
 use burn::backend::flex::FlexTensor;
 use burn::backend::{DispatchDevice, Flex};
 use burn::optim::LearningRate;
-use burn::tensor::{DType, Element, Tensor};
+use burn::tensor::{DType, Element, Tensor, bf16};
 
 use super::Inputs;
-use super::cpu::{Previous, Real, fused_step};
+use super::cpu::{Previous, Real, Stored, fused_step};
 use crate::hyper::Hyper;
 use crate::state::NovoGradState;
 
@@ -19,9 +19,9 @@ pub(super) fn takes(device: &DispatchDevice) -> bool {
     matches!(device, DispatchDevice::Flex(_))
 }
 
-/// The fused step when the tensors live on Flex, the parameter, its gradient and first moment
-/// are all f32 or all f64, the second moment is of the same dtype and the step counter is an
-/// i64 or i32; anything else is handed back.
+/// The fused step when the tensors live on Flex, the parameter and its gradient are both f32 or
+/// both f64, the first moment is of that dtype too or bf16 for f32, the second moment is of the
+/// parameter's dtype and the step counter is an i64 or i32; anything else is handed back.
 pub(super) fn step<const D: usize>(
     hyper: &Hyper,
     lr: LearningRate,
@@ -30,9 +30,11 @@ pub(super) fn step<const D: usize>(
     let (param, grad, state) = &inputs;
     let dtype = param.dtype();
     let moments = [Some(&state.moment_2), state.max_moment_2.as_ref()];
+    let moment_1_dtype = state.moment_1.dtype();
     let supported = takes(param.device().as_dispatch())
         && matches!(dtype, DType::F32 | DType::F64)
-        && [grad.dtype(), state.moment_1.dtype()] == [dtype; 2]
+        && grad.dtype() == dtype
+        && (moment_1_dtype == dtype || (dtype, moment_1_dtype) == (DType::F32, DType::BF16))
         && moments
             .iter()
             .flatten()
@@ -53,9 +55,12 @@ pub(super) fn step<const D: usize>(
         max_moment_2: max_moment_2.as_ref().map(first_float),
         step: first_int(&step) + 1,
     };
-    let (param, moment_1, scalars) = match dtype {
-        DType::F32 => update::<f32>(hyper, lr, param, grad, moment_1, previous),
-        _ => update::<f64>(hyper, lr, param, grad, moment_1, previous),
+    let (param, moment_1, scalars) = match (dtype, moment_1_dtype) {
+        (DType::F32, DType::BF16) => {
+            update::<f32, bf16>(hyper, lr, param, grad, moment_1, previous)
+        }
+        (DType::F32, _) => update::<f32, f32>(hyper, lr, param, grad, moment_1, previous),
+        _ => update::<f64, f64>(hyper, lr, param, grad, moment_1, previous),
     };
     // The one-element state in place; untouched when the step is skipped (a NaN or ±Inf in g,
     // or ‖g‖² past the dtype's range).
@@ -75,8 +80,9 @@ pub(super) fn step<const D: usize>(
     Ok((tensor(param), state))
 }
 
-/// `w` and `m` after the step (in place where their buffers allow), and the step's scalars.
-fn update<T: Real + Element + bytemuck::Pod>(
+/// `w` and `m` after the step (in place where their buffers allow), and the step's scalars: `w`
+/// in `T`, `m` stored as `M`.
+fn update<T: Real + Element + bytemuck::Pod, M: Stored<T> + Element + bytemuck::Pod>(
     hyper: &Hyper,
     lr: LearningRate,
     param: FlexTensor,
@@ -90,7 +96,7 @@ fn update<T: Real + Element + bytemuck::Pod>(
         hyper,
         lr,
         param.storage_mut::<T>(),
-        moment_1.storage_mut::<T>(),
+        moment_1.storage_mut::<M>(),
         grad.storage::<T>(),
         previous,
     );

@@ -1,0 +1,197 @@
+//! A first moment stored in bf16 (`MomentDtype::Bf16`): the fused Flex step against the tensor-op
+//! step from the same state, and both against the f32 trajectory, with a bound derived from the
+//! rounding.
+//!
+//! With the gradients fixed, `v` (hence `s = 1/(√v̂ + ε)`) is the same in both runs: they differ
+//! only through the stored `m`. In the moment's decay mode (`InMoment`), with `a` the moment's
+//! input scale, `d` the decay, `c_t = 1 − β1^t` or 1, and `u = 2⁻⁸` (bf16's unit roundoff), the
+//! bf16 run's unrounded moment `p̃_t = β1·m̃_{t−1} + a·(g_t·s_t + d·w̃_t)` is stored as `m̃_t` with
+//! `|m̃_t − p̃_t| ≤ u·|p̃_t| ≤ u·|m̃_t|/(1 − u)`, and `w̃_{t+1} = w̃_t − λ·p̃_t/c_t`. So, element by
+//! element, `|m̃_t − m_t| ≤ E_t` and `|w̃_t − w_t| ≤ W_t` with
+//!
+//! ```text
+//! P_t = β1·E_{t−1} + a·d·W_t      W_{t+1} = W_t + λ·P_t/c_t      E_t = P_t + u·|m̃_t|/(1 − u)
+//! ```
+//!
+//! from `E_0 = W_1 = 0`, plus f32's own rounding, which differs between the runs by at most a few
+//! ulps of `w` per step: `t·2⁻²¹·max|w|` is allowed for it.
+
+use burn::optim::Optimizer;
+use burn::tensor::{Device, Tensor};
+use burn_novograd::{MomentDtype, NovoGradConfig, NovoGradState};
+use novograd_tests::{On, Reference, max_relative_error, tensor, values};
+
+const STEPS: usize = 100;
+const LR: f64 = 0.01;
+/// bf16's unit roundoff: 8 significant bits, rounded to nearest.
+const UNIT_ROUNDOFF: f64 = 1.0 / 256.0;
+
+/// Gradients of changing scale, the same for every run.
+fn gradients(len: usize) -> Vec<Vec<f64>> {
+    let mut seed = 0x2545_F491_4F6C_DD1Du64;
+    (0..STEPS)
+        .map(|step| {
+            let scale = 10f64.powi(step as i32 % 5 - 2);
+            (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    ((seed >> 11) as f64 / (1u64 << 52) as f64 - 1.0) * scale
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// The parameter after every step, and the stored first moment after every step.
+fn run(config: &NovoGradConfig, initial: &[f64], grads: &[Vec<f64>]) -> Vec<[Vec<f64>; 2]> {
+    let device = Device::flex();
+    let on = On::f32(&device);
+    let shape = [initial.len()];
+    let optimizer = config.build();
+    let mut param: Tensor<1> = tensor(initial, &shape, on);
+    let mut state: Option<NovoGradState<1>> = None;
+    grads
+        .iter()
+        .map(|grad| {
+            let grad = tensor(grad, &shape, on);
+            (param, state) = optimizer.step(LR, param.clone(), grad, state.take());
+            let moment_1 = &state.as_ref().expect("a state").moment_1;
+            [values(&param), values(moment_1)]
+        })
+        .collect()
+}
+
+#[test]
+fn bf16_moment_stays_within_the_rounding_bound_of_the_f32_trajectory() {
+    let len = 300_000; // above the fused CPU step's parallel split
+    let grads = gradients(len);
+    let initial: Vec<f64> = gradients(len)[1].iter().map(|x| x * 10.0).collect();
+    let configs = [
+        NovoGradConfig::new(),
+        NovoGradConfig::new()
+            .with_weight_decay(0.1)
+            .with_grad_averaging(true)
+            .with_bias_correction(true),
+    ];
+    for config in configs {
+        let (beta_1, decay) = (f64::from(config.beta_1), f64::from(config.weight_decay));
+        let input_scale = match config.grad_averaging {
+            true => 1.0 - beta_1,
+            false => 1.0,
+        };
+        let reference = run(&config.clone().with_fused(false), &initial, &grads);
+        for fused in [true, false] {
+            let narrow = config
+                .clone()
+                .with_moment_dtype(MomentDtype::Bf16)
+                .with_fused(fused);
+            let trajectory = run(&narrow, &initial, &grads);
+            let mut moment_bound = vec![0.0f64; len];
+            let mut param_bound = vec![0.0f64; len];
+            let mut worst = 0.0f64;
+            for (step, ([param, moment], [expected, _])) in
+                trajectory.iter().zip(&reference).enumerate()
+            {
+                let t = (step + 1) as f64;
+                let correction = match config.bias_correction {
+                    true => 1.0 - beta_1.powf(t),
+                    false => 1.0,
+                };
+                let largest = expected.iter().fold(0.0f64, |max, w| max.max(w.abs()));
+                let f32_slack = t * 2f64.powi(-21) * largest;
+                for index in 0..len {
+                    let unrounded =
+                        beta_1 * moment_bound[index] + input_scale * decay * param_bound[index];
+                    param_bound[index] += LR * unrounded / correction;
+                    moment_bound[index] =
+                        unrounded + UNIT_ROUNDOFF * moment[index].abs() / (1.0 - UNIT_ROUNDOFF);
+                    let error = (param[index] - expected[index]).abs();
+                    let allowed = param_bound[index] + f32_slack;
+                    assert!(
+                        error <= allowed,
+                        "{config:?} fused {fused}: step {} element {index}: |Δw| = {error:e} > \
+                         bound {allowed:e}",
+                        step + 1
+                    );
+                    worst = worst.max(error / allowed);
+                }
+            }
+            // The bound is met, and not by a wide margin: rounding to bf16 shows.
+            println!(
+                "bf16 moment (fused {fused}, decay {decay}): largest |Δw| / bound = {worst:.3}"
+            );
+            assert!(
+                worst > 0.0,
+                "the bf16 run equals the f32 run: nothing is narrowed"
+            );
+        }
+    }
+}
+
+/// From the same parameter and state, one fused step and one tensor-op step, for every option
+/// of the reference cases, on a tensor above the parallel split and a small 2-D one, through
+/// gradients of changing scale, a NaN and a finite gradient whose `‖g‖²` overflows f32. Both
+/// compute `m_t` in f32 from the same stored `m_{t−1}` and differ there only by f32 rounding
+/// (the order of `‖g‖²`'s sum, the scalars in f64 or f32): `w` within 1e-6 (relative, as the f32
+/// paths), `v` within 1e-6, the step counter equal, and each stored `m` element within one bf16
+/// ulp (`2⁻⁷·|m|`, where the two f32 values straddle a rounding boundary) plus that f32 noise.
+#[test]
+fn fused_step_with_a_bf16_moment_matches_the_tensor_op_step_from_the_same_state() {
+    let device = Device::flex();
+    let on = On::f32(&device);
+    let mut worst_param = 0.0f64;
+    let (mut moments, mut one_ulp_apart) = (0usize, 0usize);
+    for case in &Reference::load().cases {
+        let config = NovoGradConfig::from(case.config).with_moment_dtype(MomentDtype::Bf16);
+        let [fused, tensor_ops] =
+            [true, false].map(|fused| config.clone().with_fused(fused).build());
+        for shape in [vec![300_000], vec![33, 17]] {
+            let len: usize = shape.iter().product();
+            let mut grads = gradients(len).into_iter().take(30).collect::<Vec<_>>();
+            grads[5][len / 2] = f64::NAN;
+            grads[10].iter_mut().for_each(|g| *g = g.signum() * 1e20);
+            let initial: Vec<f64> = gradients(len)[3].iter().map(|x| x * 10.0).collect();
+            let mut param: Tensor<2> = tensor(&initial, &[1, len], on);
+            let mut state = None;
+            for grad in &grads {
+                let grad: Tensor<2> = tensor(grad, &[1, len], on);
+                let (param_ops, state_ops) =
+                    tensor_ops.step(LR, param.clone(), grad.clone(), state.clone());
+                (param, state) = fused.step(LR, param, grad, state);
+                let (state, state_ops) = (state.clone().unwrap(), state_ops.unwrap());
+                let rows = |tensor: &Tensor<2>| vec![vec![values(tensor)]];
+                let error = max_relative_error(&rows(&param), &rows(&param_ops));
+                assert!(error <= 1e-6, "{}: w differs by {error:e}", case.name);
+                worst_param = worst_param.max(error);
+                let scalar = |tensor: &Tensor<1>| vec![vec![values(tensor)]];
+                let v_error =
+                    max_relative_error(&scalar(&state.moment_2), &scalar(&state_ops.moment_2));
+                assert!(v_error <= 1e-6, "{}: v differs by {v_error:e}", case.name);
+                assert_eq!(
+                    values_int(&state.step),
+                    values_int(&state_ops.step),
+                    "{}",
+                    case.name
+                );
+                let (moment, moment_ops) = (values(&state.moment_1), values(&state_ops.moment_1));
+                let scale = moment_ops.iter().fold(0.0f64, |max, m| max.max(m.abs()));
+                for (a, b) in moment.iter().zip(&moment_ops) {
+                    let allowed = 2f64.powi(-7) * a.abs().max(b.abs()) + 1e-6 * scale;
+                    assert!((a - b).abs() <= allowed, "{}: m {a} vs {b}", case.name);
+                    moments += 1;
+                    one_ulp_apart += usize::from(a != b);
+                }
+            }
+        }
+    }
+    println!(
+        "bf16 moment, fused vs tensor ops: w within {worst_param:.2e}; {one_ulp_apart} of \
+         {moments} stored m elements one bf16 ulp apart, the others equal"
+    );
+}
+
+fn values_int(tensor: &Tensor<1, burn::tensor::Int>) -> Vec<i64> {
+    tensor.to_data().iter::<i64>().collect()
+}
