@@ -146,8 +146,9 @@ impl Report {
             "Produced by `{}` in one run; every ratio below compares figures from that same run. \
              Times are medians (min–max) of timed samples after untimed warm-up steps; the \
              device is synchronised inside the timed region. The optimizers are sampled in turn \
-             (NovoGrad fused, NovoGrad tensor ops, AdamW, SGD, NovoGrad fused, …) so that noise \
-             from other work on the machine falls on all of them.\n",
+             (NovoGrad fused, NovoGrad tensor ops, NovoGrad with a bf16 moment where the device \
+             has bf16, AdamW, SGD, NovoGrad fused, …) so that noise from other work on the \
+             machine falls on all of them.\n",
             self.command
         );
         let _ = writeln!(md, "## Machine\n");
@@ -331,7 +332,8 @@ impl Report {
              (0.95, 0.98); AdamW β = (0.9, 0.999), ε = 1e-8; SGD momentum 0.9; weight decay 1e-3 \
              for each. \"Bound\" is the bandwidth bound of a NovoGrad step \
              ({NOVOGRAD_BYTES_PER_PARAM} B/param, {NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM} with a \
-             bf16 moment) divided by the measured time, on the CPU backends. \"× peer\" compares with the fastest peer on the transformer-like set.\n"
+             bf16 moment) divided by the measured time, on the CPU backends. \"× peer\" \
+             compares with the fastest peer on the transformer-like set.\n"
         );
         let best_peer = self.best_peer();
         for backend in &self.backends {
