@@ -1,10 +1,13 @@
-//! The two CubeCL kernels of one tensor's step: `‖g‖²` as partial sums, then the update, which
-//! adds the partial sums itself (in the same order in every cube), derives the per-tensor
-//! scalars and writes `w`, `m` and the new state. Nothing is read back to the host.
+//! The CubeCL kernels of one tensor's step, every state tensor written in place. A tensor that
+//! one cube covers takes one launch ([`step_in_one_cube`]: `‖g‖²`, the per-tensor scalars and the
+//! update). A larger one takes two: [`grad_norm_partials`] writes `‖g‖²` as partial sums, and the
+//! state's per-tensor values, into a workspace; [`update`] adds the partial sums (in the same
+//! order in every cube), derives the scalars from the workspace and writes `w`, `m` and the state.
+//! Nothing is read back to the host.
 
 use cubecl::prelude::*;
 
-/// Units per cube of both kernels (WebGPU's guaranteed maximum).
+/// Units per cube of every kernel (WebGPU's guaranteed maximum).
 pub const CUBE_SIZE: u32 = 256;
 
 /// `Σ value` over the units of the cube, in shared memory; every unit gets the sum.
@@ -25,21 +28,49 @@ fn cube_sum(value: f32) -> f32 {
     shared[0]
 }
 
-/// `partials[c] = Σ g²` over the elements that cube `c` visits (a grid-stride loop over
-/// vectors of `N` elements).
-#[cube(launch)]
-pub fn grad_norm_partials<N: Size>(grad: &Tensor<Vector<f32, N>>, partials: &mut Tensor<f32>) {
-    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
+/// `Σ g²` over the vectors `start, start + stride, …` of `grad`.
+#[cube]
+fn sum_of_squares<N: Size>(grad: &Tensor<Vector<f32, N>>, start: usize, stride: usize) -> f32 {
     let mut sum = f32::new(0.0);
-    let mut index = ABSOLUTE_POS;
+    let mut index = start;
     while index < grad.len() {
         let g = grad[index];
         sum += Vector::dot(g, g);
         index += stride;
     }
-    let total = cube_sum(sum);
+    sum
+}
+
+/// Slots of the workspace of [`grad_norm_partials`] and [`update`]: the state's per-tensor
+/// values before the step (`v`, `max v` with amsgrad, the step counter as f32), then one partial
+/// sum per cube of the norm kernel.
+pub const WORKSPACE_MOMENT_2: usize = 0;
+pub const WORKSPACE_MAX_MOMENT_2: usize = 1;
+pub const WORKSPACE_STEPS: usize = 2;
+pub const WORKSPACE_PARTIALS: usize = 3;
+
+/// `workspace[WORKSPACE_PARTIALS + c] = Σ g²` over the elements that cube `c` visits (a
+/// grid-stride loop over vectors of `N` elements); cube 0 also copies the state's per-tensor
+/// values into the workspace, where [`update`] reads them while it overwrites the state.
+#[cube(launch)]
+pub fn grad_norm_partials<I: Int, N: Size>(
+    grad: &Tensor<Vector<f32, N>>,
+    moment_2: &Tensor<f32>,
+    step: &Tensor<I>,
+    max_moment_2: ComptimeOption<&Tensor<f32>>,
+    workspace: &mut Tensor<f32>,
+    #[define(I)] _step_dtype: ElemType,
+) {
+    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
+    let total = cube_sum(sum_of_squares(grad, ABSOLUTE_POS, stride));
     if UNIT_POS_X == 0 {
-        partials[CUBE_POS_X as usize] = total;
+        workspace[WORKSPACE_PARTIALS + CUBE_POS_X as usize] = total;
+    }
+    if ABSOLUTE_POS == 0 {
+        let before = before(step, moment_2, &max_moment_2);
+        workspace[WORKSPACE_MOMENT_2] = before.moment_2;
+        workspace[WORKSPACE_MAX_MOMENT_2] = before.max_moment_2;
+        workspace[WORKSPACE_STEPS] = before.steps;
     }
 }
 
@@ -55,79 +86,100 @@ pub struct Hyper {
     pub moment_input_scale: f32,
 }
 
-/// One NovoGrad step of one tensor, the equations of the tensor-op step:
+/// The state's per-tensor values before a step, read by every unit.
+#[derive(CubeType)]
+struct Before {
+    /// Steps taken.
+    steps: f32,
+    moment_2: f32,
+    /// `max v` with amsgrad, else `v`.
+    max_moment_2: f32,
+}
+
+/// The per-tensor values of a step.
+#[derive(CubeType)]
+struct Scalars {
+    /// Whether `‖g‖²` is finite: else every output is its input and the step is skipped.
+    applied: bool,
+    moment_2: f32,
+    max_moment_2: f32,
+    /// `1/(√(v̂_t + ε_root) + ε)`.
+    inv_denom: f32,
+    /// `1 − β1^t`, or 1 without bias correction.
+    correction_1: f32,
+}
+
+/// The per-tensor values of a step from `‖g‖²` and the state before it:
 ///
 /// ```text
 /// v_t = β2·v_{t−1} + (1 − β2)·‖g_t‖²  (v_1 = ‖g_1‖²);  v̂_t = v_t or max(v̂_{t−1}, v_t)
-/// s = 1/(√(v̂_t/(1 − β2^t) + ε_root) + ε)   (bias correction optional)
-/// in the moment: m_t = β1·m_{t−1} + a·(g_t·s + d·w_t);  w_{t+1} = w_t − λ/(1 − β1^t)·m_t
-/// on the update: m_t = β1·m_{t−1} + a·g_t;  w_{t+1} = w_t − λ·(m_t·s/(1 − β1^t) + d·w_t)
+/// 1/(√(v̂_t/(1 − β2^t) + ε_root) + ε)   (bias correction optional)
 /// ```
-///
-/// When the f32 sum `‖g‖²` is not finite (a NaN or ±Inf in `g`, or a sum past `f32::MAX`, which
-/// rounds to +Inf) every output is its input: the step is skipped. The one-element outputs are
-/// separate buffers: other cubes still read the inputs.
-#[cube(launch)]
-#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
-pub fn update<I: Int, N: Size>(
-    param: &Tensor<Vector<f32, N>>,
-    moment_1: &Tensor<Vector<f32, N>>,
-    grad: &Tensor<Vector<f32, N>>,
-    partials: &Tensor<f32>,
-    moment_2: &Tensor<f32>,
-    max_moment_2: &Tensor<f32>,
-    step: &Tensor<I>,
-    param_out: &mut Tensor<Vector<f32, N>>,
-    moment_1_out: &mut Tensor<Vector<f32, N>>,
-    moment_2_out: &mut Tensor<f32>,
-    max_moment_2_out: &mut Tensor<f32>,
-    step_out: &mut Tensor<I>,
-    hyper: Hyper,
+#[cube]
+fn scalars(
+    grad_norm_sq: f32,
+    before: &Before,
+    hyper: &Hyper,
     #[comptime] amsgrad: bool,
     #[comptime] bias_correction: bool,
-    #[comptime] decay_on_update: bool,
-    #[define(I)] _step_dtype: ElemType,
-) {
-    let mut partial = f32::new(0.0);
-    let mut index = UNIT_POS_X as usize;
-    while index < partials.len() {
-        partial += partials[index];
-        index += CUBE_DIM_X as usize;
-    }
-    let grad_norm_sq = cube_sum(partial);
+) -> Scalars {
     let applied = !(f32::is_nan(grad_norm_sq) || f32::is_inf(grad_norm_sq));
-
     let one = f32::new(1.0);
-    let steps_before = f32::cast_from(step[0]);
-    let t = steps_before + one;
-    let mut moment_2_next = hyper.beta_2 * moment_2[0] + (one - hyper.beta_2) * grad_norm_sq;
-    if steps_before == f32::new(0.0) {
-        moment_2_next = grad_norm_sq;
+    let t = before.steps + one;
+    let mut moment_2 = hyper.beta_2 * before.moment_2 + (one - hyper.beta_2) * grad_norm_sq;
+    if before.steps == f32::new(0.0) {
+        moment_2 = grad_norm_sq;
     }
-    let mut max_moment_2_next = moment_2_next;
-    let mut v_hat = moment_2_next;
+    let mut max_moment_2 = moment_2;
     if amsgrad {
-        max_moment_2_next = f32::max(max_moment_2[0], moment_2_next);
-        v_hat = max_moment_2_next;
+        max_moment_2 = f32::max(before.max_moment_2, moment_2);
     }
+    let mut v_hat = max_moment_2;
     let mut correction_1 = one;
     if bias_correction {
         v_hat /= one - f32::powf(hyper.beta_2, t);
         correction_1 = one - f32::powf(hyper.beta_1, t);
     }
     let root = f32::sqrt(v_hat + hyper.epsilon_root) + hyper.epsilon;
-    let inv_denom = f32::min(one / root, f32::max_value());
+    Scalars {
+        applied,
+        moment_2,
+        max_moment_2,
+        inv_denom: f32::min(one / root, f32::max_value()),
+        correction_1,
+    }
+}
 
+/// `w` and `m` of the vectors `start, start + stride, …`:
+///
+/// ```text
+/// in the moment: m_t = β1·m_{t−1} + a·(g_t·s + d·w_t);  w_{t+1} = w_t − λ/(1 − β1^t)·m_t
+/// on the update: m_t = β1·m_{t−1} + a·g_t;  w_{t+1} = w_t − λ·(m_t·s/(1 − β1^t) + d·w_t)
+/// ```
+#[cube]
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+fn update_elements<N: Size>(
+    param: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<f32, N>>,
+    grad: &Tensor<Vector<f32, N>>,
+    param_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    scalars: &Scalars,
+    hyper: &Hyper,
+    start: usize,
+    stride: usize,
+    #[comptime] decay_on_update: bool,
+) {
+    let applied = scalars.applied;
     // The scalars as vectors of N equal lanes.
-    let scale = Vector::new(inv_denom / correction_1);
-    let step_size = Vector::new(hyper.lr / correction_1);
-    let inv_denom = Vector::new(inv_denom);
+    let scale = Vector::new(scalars.inv_denom / scalars.correction_1);
+    let step_size = Vector::new(hyper.lr / scalars.correction_1);
+    let inv_denom = Vector::new(scalars.inv_denom);
     let beta_1 = Vector::new(hyper.beta_1);
     let input_scale = Vector::new(hyper.moment_input_scale);
     let decay = Vector::new(hyper.weight_decay);
     let lr = Vector::new(hyper.lr);
-    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
-    let mut index = ABSOLUTE_POS;
+    let mut index = start;
     while index < param.len() {
         let w = param[index];
         let m = moment_1[index];
@@ -146,10 +198,158 @@ pub fn update<I: Int, N: Size>(
         moment_1_out[index] = select(applied, m_next, m);
         index += stride;
     }
+}
 
+/// The state before the step: the step counter, `v` and, with amsgrad, `max v`.
+#[cube]
+fn before<I: Int>(
+    step: &Tensor<I>,
+    moment_2: &Tensor<f32>,
+    max_moment_2: &ComptimeOption<&Tensor<f32>>,
+) -> Before {
+    let moment_2 = moment_2[0];
+    #[comptime]
+    let max_moment_2 = match max_moment_2 {
+        ComptimeOption::Some(max) => max[0],
+        ComptimeOption::None => moment_2,
+    };
+    Before {
+        steps: f32::cast_from(step[0]),
+        moment_2,
+        max_moment_2,
+    }
+}
+
+/// Writes the state's per-tensor values after the step (its inputs when it is skipped).
+#[cube]
+fn write_state<I: Int>(
+    scalars: &Scalars,
+    before: &Before,
+    steps: I,
+    moment_2_out: &mut Tensor<f32>,
+    max_moment_2_out: &mut ComptimeOption<&mut Tensor<f32>>,
+    step_out: &mut Tensor<I>,
+) {
+    let applied = scalars.applied;
+    moment_2_out[0] = select(applied, scalars.moment_2, before.moment_2);
+    #[comptime]
+    if let ComptimeOption::Some(max_out) = max_moment_2_out {
+        max_out[0] = select(applied, scalars.max_moment_2, before.max_moment_2);
+    }
+    step_out[0] = select(applied, steps + I::new(1), steps);
+}
+
+/// One NovoGrad step of a tensor that one cube covers: `‖g‖²`, the scalars ([`scalars`]) and
+/// the update ([`update_elements`]). Every unit reads the state before the cube's first
+/// barrier, so the outputs may alias the inputs (in place).
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+pub fn step_in_one_cube<I: Int, N: Size>(
+    param: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<f32, N>>,
+    grad: &Tensor<Vector<f32, N>>,
+    moment_2: &Tensor<f32>,
+    step: &Tensor<I>,
+    max_moment_2: ComptimeOption<&Tensor<f32>>,
+    param_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    moment_2_out: &mut Tensor<f32>,
+    step_out: &mut Tensor<I>,
+    mut max_moment_2_out: ComptimeOption<&mut Tensor<f32>>,
+    hyper: Hyper,
+    #[comptime] bias_correction: bool,
+    #[comptime] decay_on_update: bool,
+    #[define(I)] _step_dtype: ElemType,
+) {
+    let before = before(step, moment_2, &max_moment_2);
+    let steps = step[0];
+    let unit = UNIT_POS_X as usize;
+    let stride = CUBE_DIM_X as usize;
+    let grad_norm_sq = cube_sum(sum_of_squares(grad, unit, stride));
+    let amsgrad = max_moment_2.is_some();
+    let scalars = scalars(grad_norm_sq, &before, &hyper, amsgrad, bias_correction);
+    update_elements(
+        param,
+        moment_1,
+        grad,
+        param_out,
+        moment_1_out,
+        &scalars,
+        &hyper,
+        unit,
+        stride,
+        decay_on_update,
+    );
+    if UNIT_POS_X == 0 {
+        write_state(
+            &scalars,
+            &before,
+            steps,
+            moment_2_out,
+            &mut max_moment_2_out,
+            step_out,
+        );
+    }
+}
+
+/// One NovoGrad step of a tensor after [`grad_norm_partials`] over its `g` with `partial_count`
+/// cubes. Every unit reads the state's per-tensor values from the workspace; the unit at 0,
+/// the only one to read the step counter, writes them, so the outputs may alias the state.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+pub fn update<I: Int, N: Size>(
+    param: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<f32, N>>,
+    grad: &Tensor<Vector<f32, N>>,
+    step: &Tensor<I>,
+    workspace: &Tensor<f32>,
+    param_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    step_out: &mut Tensor<I>,
+    moment_2_out: &mut Tensor<f32>,
+    mut max_moment_2_out: ComptimeOption<&mut Tensor<f32>>,
+    partial_count: u32,
+    hyper: Hyper,
+    #[comptime] bias_correction: bool,
+    #[comptime] decay_on_update: bool,
+    #[define(I)] _step_dtype: ElemType,
+) {
+    let before = Before {
+        steps: workspace[WORKSPACE_STEPS],
+        moment_2: workspace[WORKSPACE_MOMENT_2],
+        max_moment_2: workspace[WORKSPACE_MAX_MOMENT_2],
+    };
+    let mut partial = f32::new(0.0);
+    let mut index = UNIT_POS_X;
+    while index < partial_count {
+        partial += workspace[WORKSPACE_PARTIALS + index as usize];
+        index += CUBE_DIM_X;
+    }
+    let grad_norm_sq = cube_sum(partial);
+    let amsgrad = max_moment_2_out.is_some();
+    let scalars = scalars(grad_norm_sq, &before, &hyper, amsgrad, bias_correction);
+    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
+    update_elements(
+        param,
+        moment_1,
+        grad,
+        param_out,
+        moment_1_out,
+        &scalars,
+        &hyper,
+        ABSOLUTE_POS,
+        stride,
+        decay_on_update,
+    );
     if ABSOLUTE_POS == 0 {
-        moment_2_out[0] = select(applied, moment_2_next, moment_2[0]);
-        max_moment_2_out[0] = select(applied, max_moment_2_next, max_moment_2[0]);
-        step_out[0] = select(applied, step[0] + I::new(1), step[0]);
+        let steps = step[0];
+        write_state(
+            &scalars,
+            &before,
+            steps,
+            moment_2_out,
+            &mut max_moment_2_out,
+            step_out,
+        );
     }
 }

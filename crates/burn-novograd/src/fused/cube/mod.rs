@@ -1,7 +1,8 @@
-//! The fused step on Burn's CubeCL backend, for WGPU and CUDA devices: two kernel launches per
-//! tensor ([`kernel`]), the step decided on the device, no host read. `w` and `m` are updated in
-//! place when their buffers are uniquely owned. f32 parameters only; other dtypes take the
-//! tensor-op step.
+//! The fused step on Burn's CubeCL backend, for WGPU and CUDA devices: one kernel launch per
+//! tensor that one cube covers, two per larger tensor ([`kernel`]), the step decided on the
+//! device, no host read, no buffer allocated per step. `w`, `m` and the state's one-element
+//! tensors are updated in place when their buffers are uniquely owned. f32 parameters only;
+//! other dtypes take the tensor-op step.
 //!
 //! Burn's `Cube` backend is plain `CubeBackend`, or `Fusion<CubeBackend>` when Burn's Fusion is
 //! on, build-wide. On Fusion (crate feature `fusion`) the step is one custom operation in the
@@ -38,7 +39,7 @@ use crate::state::NovoGradState;
 use kernel::{CUBE_SIZE, HyperLaunch};
 
 /// Most cubes of the norm kernel: every cube of the update kernel adds their partial sums, one
-/// per unit.
+/// per unit. A tensor that one cube of the norm kernel covers takes the one-kernel step.
 const MAX_PARTIALS: usize = CUBE_SIZE as usize;
 /// Vectors per unit of the norm kernel before it uses more cubes.
 const NORM_VECTORS_PER_UNIT: usize = 8;
@@ -198,8 +199,9 @@ fn downcast<S: 'static, T: 'static>(value: S) -> T {
         .expect("checked to be the same type")
 }
 
-/// Launches both kernels of one tensor's step. Amsgrad follows the state, as in the tensor-op
-/// step: a running maximum is kept when the state has one.
+/// Launches one tensor's step: one kernel when one cube covers the tensor, else two with a
+/// workspace. Amsgrad follows the state, as in the tensor-op step: a running maximum is kept
+/// when the state has one.
 fn launch(
     hyper: &Hyper,
     lr: LearningRate,
@@ -207,15 +209,16 @@ fn launch(
     grad: CubeTensor,
 ) -> Parts<CubeTensor> {
     let grad = into_contiguous(grad);
-    let (param, moment_1) = (
-        into_contiguous(parts.param),
-        into_contiguous(parts.moment_1),
-    );
-    let (client, device) = (param.client.clone(), param.device.clone());
+    let param = into_contiguous(parts.param);
+    let moment_1 = into_contiguous(parts.moment_1);
+    let moment_2 = into_contiguous(parts.moment_2);
+    let max_moment_2 = parts.max_moment_2.map(into_contiguous);
+    let step = into_contiguous(parts.step);
+    let client = param.client.clone();
     let len = param.meta.num_elements();
     // Elements per vector: the widest the device reads well that divides the tensor.
     let vector_size = (client.io_optimized_vector_sizes(size_of::<f32>()))
-        .filter(|size| len % size == 0)
+        .filter(|size| len.is_multiple_of(*size))
         .max()
         .unwrap_or(1);
     let vectors = len / vector_size;
@@ -225,39 +228,78 @@ fn launch(
             .clamp(1, most) as u32
     };
     let cube_dim = CubeDim::new_1d(CUBE_SIZE);
-
-    let partial_count = cubes(NORM_VECTORS_PER_UNIT, MAX_PARTIALS);
-    let partials = empty_device_dtype(
-        client.clone(),
-        device.clone(),
-        Shape::new([partial_count as usize]),
-        DType::F32,
+    let hyper_arg = HyperLaunch::new(
+        lr as f32,
+        hyper.beta_1,
+        hyper.beta_2,
+        hyper.epsilon,
+        hyper.epsilon_root,
+        hyper.weight_decay,
+        hyper.moment_input_scale,
     );
+    let step_dtype = match step.dtype {
+        DType::I64 => ElemType::Int(IntKind::I64),
+        _ => ElemType::Int(IntKind::I32),
+    };
+    let decay_on_update = hyper.weight_decay_mode == WeightDecayMode::OnUpdate;
+
+    // Every output is its input, in place, when the input's buffer is unique (`output`).
+    let (param_out, param_arg) = output(&param, 0);
+    let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
+    let partial_count = cubes(NORM_VECTORS_PER_UNIT, MAX_PARTIALS);
+    if partial_count == 1 {
+        let (moment_2_out, moment_2_arg) = output(&moment_2, 3);
+        let (step_out, step_arg) = output(&step, 4);
+        let max_out = max_moment_2.as_ref().map(|max| output(max, 5));
+        let (max_moment_2_out, max_arg) = max_out.unzip();
+        kernel::step_in_one_cube::launch(
+            &client,
+            CubeCount::Static(1, 1, 1),
+            cube_dim,
+            vector_size,
+            param.into_tensor_arg(),
+            moment_1.into_tensor_arg(),
+            grad.into_tensor_arg(),
+            moment_2.into_tensor_arg(),
+            step.into_tensor_arg(),
+            max_moment_2.map(CubeTensor::into_tensor_arg).into(),
+            param_arg,
+            moment_1_arg,
+            moment_2_arg,
+            step_arg,
+            max_arg.into(),
+            hyper_arg,
+            hyper.bias_correction,
+            decay_on_update,
+            step_dtype,
+        );
+        return Parts {
+            param: param_out,
+            moment_1: moment_1_out,
+            moment_2: moment_2_out,
+            max_moment_2: max_moment_2_out,
+            step: step_out,
+        };
+    }
+
+    let workspace = workspace(&param);
     kernel::grad_norm_partials::launch(
         &client,
         CubeCount::Static(partial_count, 1, 1),
         cube_dim,
         vector_size,
         grad.clone().into_tensor_arg(),
-        partials.clone().into_tensor_arg(),
+        moment_2.clone().into_tensor_arg(),
+        step.clone().into_tensor_arg(),
+        max_moment_2.clone().map(CubeTensor::into_tensor_arg).into(),
+        workspace.clone().into_tensor_arg(),
+        step_dtype,
     );
-
-    // `w` and `m` in place (outputs aliasing inputs 0 and 1) when their buffers are unique.
-    let (param_out, param_arg) = output(&param, 0);
-    let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
-    let one = |dtype| empty_device_dtype(client.clone(), device.clone(), Shape::new([1]), dtype);
-    let amsgrad = parts.max_moment_2.is_some();
-    let step_dtype = parts.step.dtype;
-    let stepped = Parts {
-        param: param_out,
-        moment_1: moment_1_out,
-        moment_2: one(DType::F32),
-        max_moment_2: amsgrad.then(|| one(DType::F32)),
-        step: one(step_dtype),
-    };
-    // Without amsgrad, the running maximum's slots are `v` (read) and a scratch element.
-    let max_moment_2 = parts.max_moment_2.unwrap_or_else(|| parts.moment_2.clone());
-    let max_moment_2_out = (stepped.max_moment_2.clone()).unwrap_or_else(|| one(DType::F32));
+    // The update kernel reads `v` and `max v` from the workspace: they are outputs only.
+    let (step_out, step_arg) = output(&step, 3);
+    let (moment_2_out, moment_2_arg) = written(moment_2);
+    let max_out = max_moment_2.map(written);
+    let (max_moment_2_out, max_arg) = max_out.unzip();
     kernel::update::launch(
         &client,
         CubeCount::Static(cubes(UPDATE_VECTORS_PER_UNIT, MAX_UPDATE_CUBES), 1, 1),
@@ -266,33 +308,26 @@ fn launch(
         param.into_tensor_arg(),
         moment_1.into_tensor_arg(),
         grad.into_tensor_arg(),
-        partials.into_tensor_arg(),
-        into_contiguous(parts.moment_2).into_tensor_arg(),
-        into_contiguous(max_moment_2).into_tensor_arg(),
-        into_contiguous(parts.step).into_tensor_arg(),
+        step.into_tensor_arg(),
+        workspace.into_tensor_arg(),
         param_arg,
         moment_1_arg,
-        stepped.moment_2.clone().into_tensor_arg(),
-        max_moment_2_out.into_tensor_arg(),
-        stepped.step.clone().into_tensor_arg(),
-        HyperLaunch::new(
-            lr as f32,
-            hyper.beta_1,
-            hyper.beta_2,
-            hyper.epsilon,
-            hyper.epsilon_root,
-            hyper.weight_decay,
-            hyper.moment_input_scale,
-        ),
-        amsgrad,
+        step_arg,
+        moment_2_arg,
+        max_arg.into(),
+        partial_count,
+        hyper_arg,
         hyper.bias_correction,
-        hyper.weight_decay_mode == WeightDecayMode::OnUpdate,
-        match step_dtype {
-            DType::I64 => ElemType::Int(IntKind::I64),
-            _ => ElemType::Int(IntKind::I32),
-        },
+        decay_on_update,
+        step_dtype,
     );
-    stepped
+    Parts {
+        param: param_out,
+        moment_1: moment_1_out,
+        moment_2: moment_2_out,
+        max_moment_2: max_moment_2_out,
+        step: step_out,
+    }
 }
 
 /// The output for input `tensor` (the kernel's input number `position`) and its kernel
@@ -300,16 +335,52 @@ fn launch(
 fn output(tensor: &CubeTensor, position: usize) -> (CubeTensor, TensorArg) {
     match tensor.can_mut() {
         true => (tensor.clone(), tensor.as_tensor_alias(position)),
-        false => {
-            let out = empty_device_contiguous_dtype(
-                tensor.client.clone(),
-                tensor.device.clone(),
-                tensor.meta.shape().clone(),
-                tensor.dtype,
-            );
-            (out.clone(), out.into_tensor_arg())
-        }
+        false => new_output(tensor),
     }
+}
+
+/// The output that replaces `tensor`, which the kernel does not read, and its kernel argument:
+/// `tensor` itself when its buffer is unique, else a new buffer.
+fn written(tensor: CubeTensor) -> (CubeTensor, TensorArg) {
+    match tensor.can_mut() {
+        true => (tensor.clone(), tensor.into_tensor_arg()),
+        false => new_output(&tensor),
+    }
+}
+
+/// A new buffer of `tensor`'s shape and dtype, and its kernel argument.
+fn new_output(tensor: &CubeTensor) -> (CubeTensor, TensorArg) {
+    let out = empty_device_contiguous_dtype(
+        tensor.client.clone(),
+        tensor.device.clone(),
+        tensor.meta.shape().clone(),
+        tensor.dtype,
+    );
+    (out.clone(), out.into_tensor_arg())
+}
+
+/// The workspace of the two-kernel step on `device`, one per device and thread, made at its
+/// first use and reused by every later step: kernels that one thread launches on one device
+/// run in launch order, so each step's norm kernel writes it after the last step's update read
+/// it. A few hundred floats, freed with the thread.
+fn workspace(tensor: &CubeTensor) -> CubeTensor {
+    thread_local! {
+        static WORKSPACES: std::cell::RefCell<Vec<CubeTensor>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    WORKSPACES.with_borrow_mut(|workspaces| {
+        let same_device = |workspace: &&CubeTensor| workspace.device == tensor.device;
+        if let Some(workspace) = workspaces.iter().find(same_device) {
+            return workspace.clone();
+        }
+        let workspace = empty_device_dtype(
+            tensor.client.clone(),
+            tensor.device.clone(),
+            Shape::new([kernel::WORKSPACE_PARTIALS + MAX_PARTIALS]),
+            DType::F32,
+        );
+        workspaces.push(workspace.clone());
+        workspace
+    })
 }
 
 /// The step under Fusion: one custom operation that runs [`launch`].

@@ -1,8 +1,14 @@
 //! The fused CubeCL step against the tensor-op step on a WGPU device.
 
+use burn::backend::DispatchDevice;
 use burn::optim::Optimizer;
-use burn::tensor::{Device, DeviceKind, Tensor, TensorData};
+use burn::tensor::{DType, Device, DeviceKind, Shape, Tensor, TensorData};
+use burn_cubecl::ops::numeric::{full, zeros};
+use burn_cubecl::tensor::CubeTensor;
+use cubecl::server::Handle;
 
+use super::{Parts, launch};
+use crate::hyper::Hyper;
 use crate::{NovoGradConfig, WeightDecayMode};
 
 const STEPS: usize = 20;
@@ -125,4 +131,56 @@ fn path_reports_the_cube_step() {
     );
     let unfused = NovoGradConfig::new().with_fused(false).build();
     assert_eq!(unfused.fused_path(&device()), None);
+}
+
+/// Which allocation a buffer is.
+fn allocation(handle: &Handle) -> impl PartialEq + std::fmt::Debug + use<> {
+    handle.memory.descriptor().id
+}
+
+#[test]
+#[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
+fn step_updates_w_m_and_the_state_in_place() {
+    let DispatchDevice::Cube(device) = device().as_dispatch().clone() else {
+        panic!("WGPU is a CubeCL device");
+    };
+    let hyper = Hyper::new(&NovoGradConfig::new().with_weight_decay(0.01));
+    let one = || Shape::new([1]);
+    // One kernel (one cube covers 1,000 elements), and two with the workspace.
+    for len in [1_000, 70_000] {
+        let shape = || Shape::new([len]);
+        let mut parts = Parts {
+            param: full(shape(), &device, 0.5f32),
+            moment_1: zeros(device.clone(), shape(), DType::F32),
+            moment_2: zeros(device.clone(), one(), DType::F32),
+            max_moment_2: Some(zeros(device.clone(), one(), DType::F32)),
+            step: zeros(device.clone(), one(), DType::I32),
+        };
+        let buffers = |parts: &Parts<CubeTensor>| {
+            let max = parts.max_moment_2.as_ref().expect("amsgrad's maximum");
+            [
+                &parts.param,
+                &parts.moment_1,
+                &parts.moment_2,
+                max,
+                &parts.step,
+            ]
+            .map(|tensor| allocation(&tensor.handle))
+        };
+        let before = buffers(&parts);
+        for _ in 0..3 {
+            parts = launch(&hyper, 0.01, parts, full(shape(), &device, 0.1f32));
+        }
+        assert_eq!(
+            buffers(&parts),
+            before,
+            "{len} elements: a step copied a buffer"
+        );
+
+        // A buffer that something else still holds is never written: the step writes a new one.
+        let held = parts.param.clone();
+        parts = launch(&hyper, 0.01, parts, full(shape(), &device, 0.1f32));
+        assert_ne!(allocation(&parts.param.handle), allocation(&held.handle));
+        assert_eq!(allocation(&parts.moment_1.handle), before[1]);
+    }
 }
