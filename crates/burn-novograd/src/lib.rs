@@ -46,8 +46,9 @@
 //! backend (crate feature `flex`, on by default; f32 and f64) two passes over the data, split
 //! over the cores; on Burn's CubeCL backend for WGPU and CUDA (crate features `wgpu`, `cuda`;
 //! under Burn's Fusion, which Burn's default features turn on, add `fusion`; f32 parameters)
-//! one kernel launch per tensor that one cube covers, two per larger tensor. Every other backend and dtype, and `fused = false`, runs the
-//! step as Burn tensor ops, which are the fused steps' specification.
+//! one kernel launch per tensor that one cube covers, three per larger tensor. Every other
+//! backend and dtype, and `fused = false`, runs the step as Burn tensor ops, which are the fused
+//! steps' specification.
 
 #![warn(missing_docs)]
 // On docs.rs (`--cfg docsrs`, see Cargo.toml), an item behind a crate feature shows that feature.

@@ -8,7 +8,7 @@
 //!
 //! A fused step computes the same per-tensor scalars as the tensor-op step, from `‖g‖²` in one
 //! pass over `g`, then updates `w` and `m` in a second pass: on the CPU with the maths of `cpu`,
-//! on a GPU with one kernel per small tensor and two per large one (`cube`).
+//! on a GPU with one kernel per small tensor and three per large one (`cube`).
 
 // A declined step hands `Inputs` back by value: about 4 KB with Burn 0.22.1's `Tensor` once the
 // CubeCL backend is compiled in, one move per parameter tensor and step, nothing next to a step.

@@ -1,9 +1,9 @@
 //! The CubeCL kernels of one tensor's step, every state tensor written in place. A tensor that
 //! one cube covers takes one launch ([`step_in_one_cube`]: `‖g‖²`, the per-tensor scalars and the
-//! update). A larger one takes two: [`grad_norm_partials`] writes `‖g‖²` as partial sums, and the
-//! state's per-tensor values, into a workspace; [`update`] adds the partial sums (in the same
-//! order in every cube), derives the scalars from the workspace and writes `w`, `m` and the state.
-//! Nothing is read back to the host.
+//! update). A larger one takes three, which pass what they find through a workspace:
+//! [`grad_norm_partials`] sums `g²` in partial sums, [`finish_norm`] (one cube) adds them in a
+//! fixed order, derives the scalars and writes the state's per-tensor values, and [`update`]
+//! writes `w` and `m` without a barrier. Nothing is read back to the host.
 
 use cubecl::prelude::*;
 
@@ -41,36 +41,22 @@ fn sum_of_squares<N: Size>(grad: &Tensor<Vector<f32, N>>, start: usize, stride: 
     sum
 }
 
-/// Slots of the workspace of [`grad_norm_partials`] and [`update`]: the state's per-tensor
-/// values before the step (`v`, `max v` with amsgrad, the step counter as f32), then one partial
-/// sum per cube of the norm kernel.
-pub const WORKSPACE_MOMENT_2: usize = 0;
-pub const WORKSPACE_MAX_MOMENT_2: usize = 1;
-pub const WORKSPACE_STEPS: usize = 2;
+/// Slots of the workspace of the three-kernel step: the factors of the update that
+/// [`finish_norm`] derives (whether the step applies, as 1 or 0; `1/(√v̂ + ε)`; `1 − β1^t`),
+/// then one partial sum of `g²` per cube of [`grad_norm_partials`].
+pub const WORKSPACE_APPLIED: usize = 0;
+pub const WORKSPACE_INV_DENOM: usize = 1;
+pub const WORKSPACE_CORRECTION_1: usize = 2;
 pub const WORKSPACE_PARTIALS: usize = 3;
 
 /// `workspace[WORKSPACE_PARTIALS + c] = Σ g²` over the elements that cube `c` visits (a
-/// grid-stride loop over vectors of `N` elements); cube 0 also copies the state's per-tensor
-/// values into the workspace, where [`update`] reads them while it overwrites the state.
+/// grid-stride loop over vectors of `N` elements).
 #[cube(launch)]
-pub fn grad_norm_partials<I: Int, N: Size>(
-    grad: &Tensor<Vector<f32, N>>,
-    moment_2: &Tensor<f32>,
-    step: &Tensor<I>,
-    max_moment_2: ComptimeOption<&Tensor<f32>>,
-    workspace: &mut Tensor<f32>,
-    #[define(I)] _step_dtype: ElemType,
-) {
+pub fn grad_norm_partials<N: Size>(grad: &Tensor<Vector<f32, N>>, workspace: &mut Tensor<f32>) {
     let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
     let total = cube_sum(sum_of_squares(grad, ABSOLUTE_POS, stride));
     if UNIT_POS_X == 0 {
         workspace[WORKSPACE_PARTIALS + CUBE_POS_X as usize] = total;
-    }
-    if ABSOLUTE_POS == 0 {
-        let before = before(step, moment_2, &max_moment_2);
-        workspace[WORKSPACE_MOMENT_2] = before.moment_2;
-        workspace[WORKSPACE_MAX_MOMENT_2] = before.max_moment_2;
-        workspace[WORKSPACE_STEPS] = before.steps;
     }
 }
 
@@ -96,17 +82,23 @@ struct Before {
     max_moment_2: f32,
 }
 
-/// The per-tensor values of a step.
+/// What the update of `w` and `m` needs of a step's per-tensor values.
 #[derive(CubeType)]
-struct Scalars {
+struct Factors {
     /// Whether `‖g‖²` is finite: else every output is its input and the step is skipped.
     applied: bool,
-    moment_2: f32,
-    max_moment_2: f32,
     /// `1/(√(v̂_t + ε_root) + ε)`.
     inv_denom: f32,
     /// `1 − β1^t`, or 1 without bias correction.
     correction_1: f32,
+}
+
+/// The per-tensor values of a step.
+#[derive(CubeType)]
+struct Scalars {
+    factors: Factors,
+    moment_2: f32,
+    max_moment_2: f32,
 }
 
 /// The per-tensor values of a step from `‖g‖²` and the state before it:
@@ -141,12 +133,15 @@ fn scalars(
         correction_1 = one - f32::powf(hyper.beta_1, t);
     }
     let root = f32::sqrt(v_hat + hyper.epsilon_root) + hyper.epsilon;
-    Scalars {
+    let factors = Factors {
         applied,
-        moment_2,
-        max_moment_2,
         inv_denom: f32::min(one / root, f32::max_value()),
         correction_1,
+    };
+    Scalars {
+        factors,
+        moment_2,
+        max_moment_2,
     }
 }
 
@@ -164,17 +159,17 @@ fn update_elements<N: Size>(
     grad: &Tensor<Vector<f32, N>>,
     param_out: &mut Tensor<Vector<f32, N>>,
     moment_1_out: &mut Tensor<Vector<f32, N>>,
-    scalars: &Scalars,
+    factors: &Factors,
     hyper: &Hyper,
     start: usize,
     stride: usize,
     #[comptime] decay_on_update: bool,
 ) {
-    let applied = scalars.applied;
-    // The scalars as vectors of N equal lanes.
-    let scale = Vector::new(scalars.inv_denom / scalars.correction_1);
-    let step_size = Vector::new(hyper.lr / scalars.correction_1);
-    let inv_denom = Vector::new(scalars.inv_denom);
+    let applied = factors.applied;
+    // The factors as vectors of N equal lanes.
+    let scale = Vector::new(factors.inv_denom / factors.correction_1);
+    let step_size = Vector::new(hyper.lr / factors.correction_1);
+    let inv_denom = Vector::new(factors.inv_denom);
     let beta_1 = Vector::new(hyper.beta_1);
     let input_scale = Vector::new(hyper.moment_input_scale);
     let decay = Vector::new(hyper.weight_decay);
@@ -230,7 +225,7 @@ fn write_state<I: Int>(
     max_moment_2_out: &mut ComptimeOption<&mut Tensor<f32>>,
     step_out: &mut Tensor<I>,
 ) {
-    let applied = scalars.applied;
+    let applied = scalars.factors.applied;
     moment_2_out[0] = select(applied, scalars.moment_2, before.moment_2);
     #[comptime]
     if let ComptimeOption::Some(max_out) = max_moment_2_out {
@@ -274,7 +269,7 @@ pub fn step_in_one_cube<I: Int, N: Size>(
         grad,
         param_out,
         moment_1_out,
-        &scalars,
+        &scalars.factors,
         &hyper,
         unit,
         stride,
@@ -292,33 +287,27 @@ pub fn step_in_one_cube<I: Int, N: Size>(
     }
 }
 
-/// One NovoGrad step of a tensor after [`grad_norm_partials`] over its `g` with `partial_count`
-/// cubes. Every unit reads the state's per-tensor values from the workspace; the unit at 0,
-/// the only one to read the step counter, writes them, so the outputs may alias the state.
+/// The per-tensor values of a step after [`grad_norm_partials`] over its `g` with
+/// `partial_count` cubes, in one cube: the state's `v`, `max v` and step counter (read before the
+/// cube's first barrier, so the outputs may alias them), and the factors of [`update`] in the
+/// workspace.
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
-pub fn update<I: Int, N: Size>(
-    param: &Tensor<Vector<f32, N>>,
-    moment_1: &Tensor<Vector<f32, N>>,
-    grad: &Tensor<Vector<f32, N>>,
+pub fn finish_norm<I: Int>(
+    moment_2: &Tensor<f32>,
     step: &Tensor<I>,
-    workspace: &Tensor<f32>,
-    param_out: &mut Tensor<Vector<f32, N>>,
-    moment_1_out: &mut Tensor<Vector<f32, N>>,
-    step_out: &mut Tensor<I>,
+    max_moment_2: ComptimeOption<&Tensor<f32>>,
+    workspace: &mut Tensor<f32>,
     moment_2_out: &mut Tensor<f32>,
+    step_out: &mut Tensor<I>,
     mut max_moment_2_out: ComptimeOption<&mut Tensor<f32>>,
     partial_count: u32,
     hyper: Hyper,
     #[comptime] bias_correction: bool,
-    #[comptime] decay_on_update: bool,
     #[define(I)] _step_dtype: ElemType,
 ) {
-    let before = Before {
-        steps: workspace[WORKSPACE_STEPS],
-        moment_2: workspace[WORKSPACE_MOMENT_2],
-        max_moment_2: workspace[WORKSPACE_MAX_MOMENT_2],
-    };
+    let before = before(step, moment_2, &max_moment_2);
+    let steps = step[0];
     let mut partial = f32::new(0.0);
     let mut index = UNIT_POS_X;
     while index < partial_count {
@@ -326,23 +315,13 @@ pub fn update<I: Int, N: Size>(
         index += CUBE_DIM_X;
     }
     let grad_norm_sq = cube_sum(partial);
-    let amsgrad = max_moment_2_out.is_some();
+    let amsgrad = max_moment_2.is_some();
     let scalars = scalars(grad_norm_sq, &before, &hyper, amsgrad, bias_correction);
-    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
-    update_elements(
-        param,
-        moment_1,
-        grad,
-        param_out,
-        moment_1_out,
-        &scalars,
-        &hyper,
-        ABSOLUTE_POS,
-        stride,
-        decay_on_update,
-    );
-    if ABSOLUTE_POS == 0 {
-        let steps = step[0];
+    if UNIT_POS_X == 0 {
+        let factors = &scalars.factors;
+        workspace[WORKSPACE_APPLIED] = f32::cast_from(factors.applied);
+        workspace[WORKSPACE_INV_DENOM] = factors.inv_denom;
+        workspace[WORKSPACE_CORRECTION_1] = factors.correction_1;
         write_state(
             &scalars,
             &before,
@@ -352,4 +331,37 @@ pub fn update<I: Int, N: Size>(
             step_out,
         );
     }
+}
+
+/// `w` and `m` of one NovoGrad step of a tensor, with the factors that [`finish_norm`] left in
+/// the workspace: an element-wise kernel, without a barrier.
+#[cube(launch)]
+pub fn update<N: Size>(
+    param: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<f32, N>>,
+    grad: &Tensor<Vector<f32, N>>,
+    workspace: &Tensor<f32>,
+    param_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    hyper: Hyper,
+    #[comptime] decay_on_update: bool,
+) {
+    let factors = Factors {
+        applied: workspace[WORKSPACE_APPLIED] != f32::new(0.0),
+        inv_denom: workspace[WORKSPACE_INV_DENOM],
+        correction_1: workspace[WORKSPACE_CORRECTION_1],
+    };
+    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
+    update_elements(
+        param,
+        moment_1,
+        grad,
+        param_out,
+        moment_1_out,
+        &factors,
+        &hyper,
+        ABSOLUTE_POS,
+        stride,
+        decay_on_update,
+    );
 }

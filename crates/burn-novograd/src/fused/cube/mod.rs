@@ -1,5 +1,5 @@
 //! The fused step on Burn's CubeCL backend, for WGPU and CUDA devices: one kernel launch per
-//! tensor that one cube covers, two per larger tensor ([`kernel`]), the step decided on the
+//! tensor that one cube covers, three per larger tensor ([`kernel`]), the step decided on the
 //! device, no host read, no buffer allocated per step. `w`, `m` and the state's one-element
 //! tensors are updated in place when their buffers are uniquely owned. f32 parameters only;
 //! other dtypes take the tensor-op step.
@@ -199,7 +199,7 @@ fn downcast<S: 'static, T: 'static>(value: S) -> T {
         .expect("checked to be the same type")
 }
 
-/// Launches one tensor's step: one kernel when one cube covers the tensor, else two with a
+/// Launches one tensor's step: one kernel when one cube covers the tensor, else three with a
 /// workspace. Amsgrad follows the state, as in the tensor-op step: a running maximum is kept
 /// when the state has one.
 fn launch(
@@ -228,15 +228,17 @@ fn launch(
             .clamp(1, most) as u32
     };
     let cube_dim = CubeDim::new_1d(CUBE_SIZE);
-    let hyper_arg = HyperLaunch::new(
-        lr as f32,
-        hyper.beta_1,
-        hyper.beta_2,
-        hyper.epsilon,
-        hyper.epsilon_root,
-        hyper.weight_decay,
-        hyper.moment_input_scale,
-    );
+    let hyper_arg = || {
+        HyperLaunch::new(
+            lr as f32,
+            hyper.beta_1,
+            hyper.beta_2,
+            hyper.epsilon,
+            hyper.epsilon_root,
+            hyper.weight_decay,
+            hyper.moment_input_scale,
+        )
+    };
     let step_dtype = match step.dtype {
         DType::I64 => ElemType::Int(IntKind::I64),
         _ => ElemType::Int(IntKind::I32),
@@ -268,7 +270,7 @@ fn launch(
             moment_2_arg,
             step_arg,
             max_arg.into(),
-            hyper_arg,
+            hyper_arg(),
             hyper.bias_correction,
             decay_on_update,
             step_dtype,
@@ -289,17 +291,28 @@ fn launch(
         cube_dim,
         vector_size,
         grad.clone().into_tensor_arg(),
-        moment_2.clone().into_tensor_arg(),
-        step.clone().into_tensor_arg(),
-        max_moment_2.clone().map(CubeTensor::into_tensor_arg).into(),
         workspace.clone().into_tensor_arg(),
+    );
+    let (moment_2_out, moment_2_arg) = output(&moment_2, 0);
+    let (step_out, step_arg) = output(&step, 1);
+    let max_out = max_moment_2.as_ref().map(|max| output(max, 2));
+    let (max_moment_2_out, max_arg) = max_out.unzip();
+    kernel::finish_norm::launch(
+        &client,
+        CubeCount::Static(1, 1, 1),
+        cube_dim,
+        moment_2.into_tensor_arg(),
+        step.into_tensor_arg(),
+        max_moment_2.map(CubeTensor::into_tensor_arg).into(),
+        workspace.clone().into_tensor_arg(),
+        moment_2_arg,
+        step_arg,
+        max_arg.into(),
+        partial_count,
+        hyper_arg(),
+        hyper.bias_correction,
         step_dtype,
     );
-    // The update kernel reads `v` and `max v` from the workspace: they are outputs only.
-    let (step_out, step_arg) = output(&step, 3);
-    let (moment_2_out, moment_2_arg) = written(moment_2);
-    let max_out = max_moment_2.map(written);
-    let (max_moment_2_out, max_arg) = max_out.unzip();
     kernel::update::launch(
         &client,
         CubeCount::Static(cubes(UPDATE_VECTORS_PER_UNIT, MAX_UPDATE_CUBES), 1, 1),
@@ -308,18 +321,11 @@ fn launch(
         param.into_tensor_arg(),
         moment_1.into_tensor_arg(),
         grad.into_tensor_arg(),
-        step.into_tensor_arg(),
         workspace.into_tensor_arg(),
         param_arg,
         moment_1_arg,
-        step_arg,
-        moment_2_arg,
-        max_arg.into(),
-        partial_count,
-        hyper_arg,
-        hyper.bias_correction,
+        hyper_arg(),
         decay_on_update,
-        step_dtype,
     );
     Parts {
         param: param_out,
@@ -339,15 +345,6 @@ fn output(tensor: &CubeTensor, position: usize) -> (CubeTensor, TensorArg) {
     }
 }
 
-/// The output that replaces `tensor`, which the kernel does not read, and its kernel argument:
-/// `tensor` itself when its buffer is unique, else a new buffer.
-fn written(tensor: CubeTensor) -> (CubeTensor, TensorArg) {
-    match tensor.can_mut() {
-        true => (tensor.clone(), tensor.into_tensor_arg()),
-        false => new_output(&tensor),
-    }
-}
-
 /// A new buffer of `tensor`'s shape and dtype, and its kernel argument.
 fn new_output(tensor: &CubeTensor) -> (CubeTensor, TensorArg) {
     let out = empty_device_contiguous_dtype(
@@ -359,10 +356,9 @@ fn new_output(tensor: &CubeTensor) -> (CubeTensor, TensorArg) {
     (out.clone(), out.into_tensor_arg())
 }
 
-/// The workspace of the two-kernel step on `device`, one per device and thread, made at its
+/// The workspace of the three-kernel step on `device`, one per device and thread, made at its
 /// first use and reused by every later step: kernels that one thread launches on one device
-/// run in launch order, so each step's norm kernel writes it after the last step's update read
-/// it. A few hundred floats, freed with the thread.
+/// run in launch order, so each step's kernels write it after the last step's read it. A few hundred floats, freed with the thread.
 fn workspace(tensor: &CubeTensor) -> CubeTensor {
     thread_local! {
         static WORKSPACES: std::cell::RefCell<Vec<CubeTensor>> = const { std::cell::RefCell::new(Vec::new()) };

@@ -146,7 +146,7 @@ fn step_updates_w_m_and_the_state_in_place() {
     };
     let hyper = Hyper::new(&NovoGradConfig::new().with_weight_decay(0.01));
     let one = || Shape::new([1]);
-    // One kernel (one cube covers 1,000 elements), and two with the workspace.
+    // One kernel (one cube covers 1,000 elements), and three with the workspace.
     for len in [1_000, 70_000] {
         let shape = || Shape::new([len]);
         let mut parts = Parts {
