@@ -1,8 +1,8 @@
 #!/usr/bin/env python3
 """Times other libraries' optimizer steps on the parameter set the Rust benchmarks use.
 
-Reads one JSON object on stdin: {"shapes": [[...], ...], "threads": N, "warmup": W, "samples": S,
-"lr": float, "weight_decay": float} and prints one JSON object: the versions found, and per peer
+Reads one JSON object on stdin: {"shapes": [[...], ...], "device": "cpu" or "cuda", "threads": N,
+"warmup": W, "samples": S, "lr": float, "weight_decay": float} and prints one JSON object: the versions found, and per peer
 its step times in milliseconds (median, min, max) or why it was not measured. Peers whose packages
 are missing are reported as such (pip install torch torch-optimizer timm jax optax).
 """
@@ -15,6 +15,7 @@ import time
 
 request = json.load(sys.stdin)
 THREADS = request["threads"]
+DEVICE = request.get("device", "cpu")
 SHAPES = [tuple(shape) for shape in request["shapes"]]
 LR, DECAY = request["lr"], request["weight_decay"]
 
@@ -24,13 +25,16 @@ def summary(samples):
     return {"median_ms": statistics.median(ms), "min_ms": min(ms), "max_ms": max(ms), "samples": len(ms)}
 
 
-def measure(step):
+def measure(step, synchronize=lambda: None):
+    """Times `step` up to the device having finished it."""
     for _ in range(request["warmup"]):
         step()
+    synchronize()
     samples = []
     for _ in range(request["samples"]):
         start = time.perf_counter()
         step()
+        synchronize()
         samples.append(time.perf_counter() - start)
     return summary(samples)
 
@@ -41,12 +45,14 @@ def torch_peers():
     torch.set_num_threads(THREADS)
     generator = torch.Generator().manual_seed(0)
 
+    synchronize = torch.cuda.synchronize if DEVICE == "cuda" else lambda: None
+
     def optimizer_step(make):
-        params = [torch.nn.Parameter(torch.randn(s, generator=generator) * 0.02) for s in SHAPES]
+        params = [torch.nn.Parameter((torch.randn(s, generator=generator) * 0.02).to(DEVICE)) for s in SHAPES]
         for p in params:
-            p.grad = torch.randn(p.shape, generator=generator) * 1e-3
+            p.grad = (torch.randn(p.shape, generator=generator) * 1e-3).to(DEVICE)
         optimizer = make(params)
-        return measure(optimizer.step)
+        return measure(optimizer.step, synchronize)
 
     peers = {"torch AdamW (foreach)": lambda p: torch.optim.AdamW(p, lr=LR, weight_decay=DECAY, foreach=True)}
     try:
@@ -70,6 +76,9 @@ def torch_peers():
 
 def optax_peer():
     import jax
+
+    # XLA takes a GPU when it sees one: keep it on the device asked for.
+    jax.config.update("jax_platforms", "cuda" if DEVICE == "cuda" else "cpu")
     import jax.numpy as jnp
     import optax
 

@@ -39,6 +39,12 @@ struct Args {
     /// Python with torch, torch-optimizer, timm, jax and optax for the peers.
     #[arg(long, default_value = "python3")]
     python: String,
+    /// Where the peers' tensors live: `cpu` (torch limited to this machine's cores) or `cuda`.
+    #[arg(long, default_value = "cpu")]
+    peers_device: String,
+    /// The peers' script [default: `peers/step.py` of this crate's sources].
+    #[arg(long)]
+    peers_script: Option<PathBuf>,
     /// Skip the peers.
     #[arg(long)]
     no_peers: bool,
@@ -110,10 +116,12 @@ fn main() {
         Err("they run on the transformer-like set, which was not measured".to_string())
     } else {
         eprintln!("peers (python)");
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/step.py");
+        let script = (args.peers_script.clone())
+            .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("peers/step.py"));
         peers::run(
             &args.python,
             &script,
+            &args.peers_device,
             ParamSet::TransformerLike,
             machine.cores,
             step_sampling,

@@ -60,12 +60,14 @@ impl Peers {
 pub fn run(
     python: &str,
     script: &Path,
+    device: &str,
     set: ParamSet,
     threads: usize,
     sampling: Sampling,
 ) -> Result<Peers, String> {
     let request = json!({
         "shapes": set.shapes(),
+        "device": device,
         "threads": threads,
         "warmup": sampling.warmup,
         "samples": sampling.samples,

@@ -91,6 +91,7 @@ fn set_name(set: ParamSet) -> &'static str {
         ParamSet::TransformerLike => "transformer-like",
         ParamSet::ResnetLike => "ResNet-18-like",
         ParamSet::ManySmall => "1,000 × 1,024",
+        ParamSet::Large => "8 × 4,096 × 4,096",
         ParamSet::Tiny => "tiny",
     }
 }

@@ -17,6 +17,9 @@ pub enum ParamSet {
     ResnetLike,
     /// 1,000 tensors of 1,024: where per-tensor overhead shows.
     ManySmall,
+    /// Eight matrices of 4,096 × 4,096: 134,217,728 parameters, where a GPU step is timed against
+    /// its memory bandwidth (0.5 GiB per tensor of `w`, `g` or a moment; for a GPU).
+    Large,
     /// Four small tensors of ranks 1, 2 and 4, for smoke tests: 2,384 parameters, enough that
     /// the moments outweigh the 256-byte padding of each tensor in an optimizer's record.
     Tiny,
@@ -66,6 +69,7 @@ impl ParamSet {
                 shapes
             }
             Self::ManySmall => vec![vec![1024]; 1000],
+            Self::Large => vec![vec![4096, 4096]; 8],
             Self::Tiny => vec![vec![64, 32], vec![32], vec![8, 4, 3, 3], vec![16]],
         }
     }
@@ -102,6 +106,7 @@ mod tests {
         assert_eq!(count(ParamSet::TransformerLike), (16_804_864, 51));
         assert_eq!(count(ParamSet::ResnetLike), (11_689_512, 62));
         assert_eq!(count(ParamSet::ManySmall), (1_024_000, 1000));
+        assert_eq!(count(ParamSet::Large), (134_217_728, 8));
         assert_eq!(count(ParamSet::Tiny), (2_384, 4));
     }
 }

@@ -234,6 +234,35 @@ fn write_state<I: Int>(
     step_out[0] = select(applied, steps + I::new(1), steps);
 }
 
+/// The step's per-tensor values from `‖g‖²`, which every unit of one cube holds: the unit at 0
+/// writes the state's (`v`, `max v`, the step counter); the factors of the update come back.
+#[cube]
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+fn finish_state<I: Int>(
+    grad_norm_sq: f32,
+    before: &Before,
+    steps: I,
+    hyper: &Hyper,
+    moment_2_out: &mut Tensor<f32>,
+    max_moment_2_out: &mut ComptimeOption<&mut Tensor<f32>>,
+    step_out: &mut Tensor<I>,
+    #[comptime] bias_correction: bool,
+) -> Factors {
+    let amsgrad = max_moment_2_out.is_some();
+    let scalars = scalars(grad_norm_sq, before, hyper, amsgrad, bias_correction);
+    if UNIT_POS_X == 0 {
+        write_state(
+            &scalars,
+            before,
+            steps,
+            moment_2_out,
+            max_moment_2_out,
+            step_out,
+        );
+    }
+    scalars.factors
+}
+
 /// One NovoGrad step of a tensor that one cube covers: `‖g‖²`, the scalars ([`scalars`]) and
 /// the update ([`update_elements`]). Every unit reads the state before the cube's first
 /// barrier, so the outputs may alias the inputs (in place).
@@ -261,30 +290,28 @@ pub fn step_in_one_cube<I: Int, N: Size>(
     let unit = UNIT_POS_X as usize;
     let stride = CUBE_DIM_X as usize;
     let grad_norm_sq = cube_sum(sum_of_squares(grad, unit, stride));
-    let amsgrad = max_moment_2.is_some();
-    let scalars = scalars(grad_norm_sq, &before, &hyper, amsgrad, bias_correction);
+    let factors = finish_state(
+        grad_norm_sq,
+        &before,
+        steps,
+        &hyper,
+        moment_2_out,
+        &mut max_moment_2_out,
+        step_out,
+        bias_correction,
+    );
     update_elements(
         param,
         moment_1,
         grad,
         param_out,
         moment_1_out,
-        &scalars.factors,
+        &factors,
         &hyper,
         unit,
         stride,
         decay_on_update,
     );
-    if UNIT_POS_X == 0 {
-        write_state(
-            &scalars,
-            &before,
-            steps,
-            moment_2_out,
-            &mut max_moment_2_out,
-            step_out,
-        );
-    }
 }
 
 /// The per-tensor values of a step after [`grad_norm_partials`] over its `g` with
@@ -315,21 +342,20 @@ pub fn finish_norm<I: Int>(
         index += CUBE_DIM_X;
     }
     let grad_norm_sq = cube_sum(partial);
-    let amsgrad = max_moment_2.is_some();
-    let scalars = scalars(grad_norm_sq, &before, &hyper, amsgrad, bias_correction);
+    let factors = finish_state(
+        grad_norm_sq,
+        &before,
+        steps,
+        &hyper,
+        moment_2_out,
+        &mut max_moment_2_out,
+        step_out,
+        bias_correction,
+    );
     if UNIT_POS_X == 0 {
-        let factors = &scalars.factors;
         workspace[WORKSPACE_APPLIED] = f32::cast_from(factors.applied);
         workspace[WORKSPACE_INV_DENOM] = factors.inv_denom;
         workspace[WORKSPACE_CORRECTION_1] = factors.correction_1;
-        write_state(
-            &scalars,
-            &before,
-            steps,
-            moment_2_out,
-            &mut max_moment_2_out,
-            step_out,
-        );
     }
 }
 

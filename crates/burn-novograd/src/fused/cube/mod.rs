@@ -250,10 +250,8 @@ fn launch(
     let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
     let partial_count = cubes(NORM_VECTORS_PER_UNIT, MAX_PARTIALS);
     if partial_count == 1 {
-        let (moment_2_out, moment_2_arg) = output(&moment_2, 3);
-        let (step_out, step_arg) = output(&step, 4);
-        let max_out = max_moment_2.as_ref().map(|max| output(max, 5));
-        let (max_moment_2_out, max_arg) = max_out.unzip();
+        let ((moment_2_out, moment_2_arg), (step_out, step_arg), (max_moment_2_out, max_arg)) =
+            per_tensor_outputs(&moment_2, &step, max_moment_2.as_ref(), 3);
         kernel::step_in_one_cube::launch(
             &client,
             CubeCount::Static(1, 1, 1),
@@ -293,10 +291,8 @@ fn launch(
         grad.clone().into_tensor_arg(),
         workspace.clone().into_tensor_arg(),
     );
-    let (moment_2_out, moment_2_arg) = output(&moment_2, 0);
-    let (step_out, step_arg) = output(&step, 1);
-    let max_out = max_moment_2.as_ref().map(|max| output(max, 2));
-    let (max_moment_2_out, max_arg) = max_out.unzip();
+    let ((moment_2_out, moment_2_arg), (step_out, step_arg), (max_moment_2_out, max_arg)) =
+        per_tensor_outputs(&moment_2, &step, max_moment_2.as_ref(), 0);
     kernel::finish_norm::launch(
         &client,
         CubeCount::Static(1, 1, 1),
@@ -343,6 +339,27 @@ fn output(tensor: &CubeTensor, position: usize) -> (CubeTensor, TensorArg) {
         true => (tensor.clone(), tensor.as_tensor_alias(position)),
         false => new_output(tensor),
     }
+}
+
+/// The outputs of the state's one-element tensors `v`, the step counter and `max v` (with
+/// amsgrad), the kernel's inputs number `first`, `first + 1` and `first + 2` ([`output`]).
+#[allow(clippy::type_complexity)] // Three outputs, each with its argument.
+fn per_tensor_outputs(
+    moment_2: &CubeTensor,
+    step: &CubeTensor,
+    max_moment_2: Option<&CubeTensor>,
+    first: usize,
+) -> (
+    (CubeTensor, TensorArg),
+    (CubeTensor, TensorArg),
+    (Option<CubeTensor>, Option<TensorArg>),
+) {
+    let max_moment_2 = max_moment_2.map(|max| output(max, first + 2)).unzip();
+    (
+        output(moment_2, first),
+        output(step, first + 1),
+        max_moment_2,
+    )
 }
 
 /// A new buffer of `tensor`'s shape and dtype, and its kernel argument.
