@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs on a lent GPU machine, from the bundle that scripts/gpu/build.sh wrote (gpu-bundle/), in
-# well under 8 minutes: the CUDA tests (parity with the references, fused = tensor ops), a
+# Runs on a lent GPU machine, from the bundle that scripts/gpu/build.sh wrote (gpu-bundle/), and
+# is meant to take under 8 minutes there (not yet timed: no GPU has been lent): the CUDA tests (parity with the references, fused = tensor ops), a
 # device-to-device copy through PyTorch (the HBM bound), the step benchmark on CUDA and WGPU
 # with the torch/optax peers on the GPU, and a summary. Writes gpu-report.md, BENCHMARKS.md, the
 # benchmark's JSON and the logs to $OUT (the device tool's folder) or ./gpu-report.
