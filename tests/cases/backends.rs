@@ -100,6 +100,12 @@ mod wgpu {
         super::assert_fused_matches_tensor_ops(super::On::f32(&device()), 1e-6);
     }
 
+    #[test]
+    #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
+    fn wgpu_multi_tensor_step_matches_per_tensor_steps() {
+        crate::state::assert_multi_tensor_matches_per_tensor_steps(&device());
+    }
+
     /// A bf16 first moment on WGPU: stored in bf16 where the device supports bf16 tensors (by the
     /// tensor-op step: the CubeCL kernels take f32 moments only), else refused at the first
     /// step with a panic that names the device and `MomentDtype::Param`.
@@ -154,6 +160,12 @@ mod cuda {
     #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
     fn cuda_fused_step_matches_the_tensor_op_step() {
         super::assert_fused_matches_tensor_ops(super::On::f32(&device()), 1e-6);
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
+    fn cuda_multi_tensor_step_matches_per_tensor_steps() {
+        crate::state::assert_multi_tensor_matches_per_tensor_steps(&device());
     }
 }
 

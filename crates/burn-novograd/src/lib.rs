@@ -46,7 +46,8 @@
 //! backend (crate feature `flex`, on by default; f32 and f64) two passes over the data, split
 //! over the cores; on Burn's CubeCL backend for WGPU and CUDA (crate features `wgpu`, `cuda`;
 //! under Burn's Fusion, which Burn's default features turn on, add `fusion`; f32 parameters)
-//! one kernel launch per tensor that one cube covers, three per larger tensor. Every other
+//! one kernel launch per tensor that one cube covers, three per larger tensor, or three for all
+//! of a module's tensors inside [`multi_tensor`]. Every other
 //! backend and dtype, and `fused = false`, runs the step as Burn tensor ops, which are the fused
 //! steps' specification.
 
@@ -57,6 +58,7 @@
 mod config;
 mod fused;
 mod hyper;
+mod multi_tensor;
 mod optimizer;
 mod state;
 
@@ -68,5 +70,6 @@ mod state;
 use burn::optim::{RecordState, StateSink, StateSource, join_index, join_path};
 
 pub use config::{MomentDtype, NovoGradConfig, NovoGradConfigError, WeightDecayMode};
+pub use multi_tensor::{ELEMENTS_PER_LAUNCH, multi_tensor, tensors_per_launch};
 pub use optimizer::NovoGrad;
 pub use state::NovoGradState;

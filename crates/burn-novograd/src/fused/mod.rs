@@ -8,7 +8,8 @@
 //!
 //! A fused step computes the same per-tensor scalars as the tensor-op step, from `‖g‖²` in one
 //! pass over `g`, then updates `w` and `m` in a second pass: on the CPU with the maths of `cpu`,
-//! on a GPU with one kernel per small tensor and three per large one (`cube`).
+//! on a GPU with one kernel per small tensor and three per large one, or three per chunk of
+//! tensors inside [`multi_tensor`] (`cube`).
 
 // A declined step hands `Inputs` back by value: about 4 KB with Burn 0.22.1's `Tensor` once the
 // CubeCL backend is compiled in, one move per parameter tensor and step, nothing next to a step.
@@ -43,6 +44,25 @@ pub(crate) fn step<const D: usize>(
     let unfused = unfused.or_else(|inputs| cube::step(hyper, lr, inputs));
     let _ = (hyper, lr);
     unfused
+}
+
+/// Runs `step` with the CubeCL steps it makes gathered and launched together at its end.
+pub(crate) fn multi_tensor<R>(step: impl FnOnce() -> R) -> R {
+    #[cfg(feature = "cube")]
+    return cube::multi_tensor(step);
+    #[cfg(not(feature = "cube"))]
+    step()
+}
+
+/// How many tensors of one group [`multi_tensor`] launches together on `device`, if its step
+/// runs there.
+pub(crate) fn tensors_per_launch(device: &Device) -> Option<usize> {
+    let device = device.clone().inner();
+    let _dispatch = device.as_dispatch();
+    #[cfg(feature = "cube")]
+    return cube::tensors_per_launch(_dispatch);
+    #[cfg(not(feature = "cube"))]
+    None
 }
 
 /// The name of the fused step that parameters on `device` take, if any.

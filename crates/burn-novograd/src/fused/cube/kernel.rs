@@ -3,7 +3,10 @@
 //! update). A larger one takes three, which pass what they find through a workspace:
 //! [`grad_norm_partials`] sums `g²` in partial sums, [`finish_norm`] (one cube) adds them in a
 //! fixed order, derives the scalars and writes the state's per-tensor values, and [`update`]
-//! writes `w` and `m` without a barrier. Nothing is read back to the host.
+//! writes `w` and `m` without a barrier. Nothing is read back to the host. The same three
+//! kernels over a list of tensors are in [`multi`].
+
+pub mod multi;
 
 use cubecl::prelude::*;
 
@@ -42,12 +45,11 @@ fn sum_of_squares<N: Size>(grad: &Tensor<Vector<f32, N>>, start: usize, stride: 
 }
 
 /// Slots of the workspace of the three-kernel step: the factors of the update that
-/// [`finish_norm`] derives (whether the step applies, as 1 or 0; `1/(√v̂ + ε)`; `1 − β1^t`),
-/// then one partial sum of `g²` per cube of [`grad_norm_partials`].
-pub const WORKSPACE_APPLIED: usize = 0;
-pub const WORKSPACE_INV_DENOM: usize = 1;
-pub const WORKSPACE_CORRECTION_1: usize = 2;
-pub const WORKSPACE_PARTIALS: usize = 3;
+/// [`finish_norm`] derives ([`write_factors`] at 0), then one partial sum of `g²` per cube of
+/// [`grad_norm_partials`].
+pub const WORKSPACE_PARTIALS: usize = FACTOR_SLOTS;
+/// Slots of one tensor's [`Factors`] in a workspace.
+pub const FACTOR_SLOTS: usize = 3;
 
 /// `workspace[WORKSPACE_PARTIALS + c] = Σ g²` over the elements that cube `c` visits (a
 /// grid-stride loop over vectors of `N` elements).
@@ -91,6 +93,25 @@ struct Factors {
     inv_denom: f32,
     /// `1 − β1^t`, or 1 without bias correction.
     correction_1: f32,
+}
+
+/// Writes `factors` at `workspace[first..first + FACTOR_SLOTS]`: whether the step applies (1
+/// or 0), `1/(√v̂ + ε)`, `1 − β1^t`.
+#[cube]
+fn write_factors(workspace: &mut Tensor<f32>, first: usize, factors: &Factors) {
+    workspace[first] = f32::cast_from(factors.applied);
+    workspace[first + 1] = factors.inv_denom;
+    workspace[first + 2] = factors.correction_1;
+}
+
+/// The factors that [`write_factors`] left at `first`.
+#[cube]
+fn read_factors(workspace: &Tensor<f32>, first: usize) -> Factors {
+    Factors {
+        applied: workspace[first] != f32::new(0.0),
+        inv_denom: workspace[first + 1],
+        correction_1: workspace[first + 2],
+    }
 }
 
 /// The per-tensor values of a step.
@@ -145,12 +166,77 @@ fn scalars(
     }
 }
 
-/// `w` and `m` of the vectors `start, start + stride, …`:
+/// The factors of the update of `w` and `m` as vectors of `N` equal lanes.
+#[derive(CubeType)]
+struct VectorFactors<N: Size> {
+    applied: bool,
+    /// `λ/(1 − β1^t)`.
+    step_size: Vector<f32, N>,
+    /// `s/(1 − β1^t)`, with `s = 1/(√v̂ + ε)`.
+    scale: Vector<f32, N>,
+    inv_denom: Vector<f32, N>,
+    beta_1: Vector<f32, N>,
+    input_scale: Vector<f32, N>,
+    decay: Vector<f32, N>,
+    lr: Vector<f32, N>,
+}
+
+/// [`Factors`] and the hyper-parameters as the update of a vector uses them.
+#[cube]
+fn vector_factors<N: Size>(factors: &Factors, hyper: &Hyper) -> VectorFactors<N> {
+    VectorFactors::<N> {
+        applied: factors.applied,
+        step_size: Vector::new(hyper.lr / factors.correction_1),
+        scale: Vector::new(factors.inv_denom / factors.correction_1),
+        inv_denom: Vector::new(factors.inv_denom),
+        beta_1: Vector::new(hyper.beta_1),
+        input_scale: Vector::new(hyper.moment_input_scale),
+        decay: Vector::new(hyper.weight_decay),
+        lr: Vector::new(hyper.lr),
+    }
+}
+
+/// `m_t` of one vector:
 ///
 /// ```text
-/// in the moment: m_t = β1·m_{t−1} + a·(g_t·s + d·w_t);  w_{t+1} = w_t − λ/(1 − β1^t)·m_t
-/// on the update: m_t = β1·m_{t−1} + a·g_t;  w_{t+1} = w_t − λ·(m_t·s/(1 − β1^t) + d·w_t)
+/// in the moment: m_t = β1·m_{t−1} + a·(g_t·s + d·w_t);  on the update: m_t = β1·m_{t−1} + a·g_t
 /// ```
+#[cube]
+fn next_moment_1<N: Size>(
+    w: Vector<f32, N>,
+    m: Vector<f32, N>,
+    g: Vector<f32, N>,
+    factors: &VectorFactors<N>,
+    #[comptime] decay_on_update: bool,
+) -> Vector<f32, N> {
+    if decay_on_update {
+        factors.beta_1 * m + factors.input_scale * g
+    } else {
+        factors.beta_1 * m + factors.input_scale * (g * factors.inv_denom + factors.decay * w)
+    }
+}
+
+/// `w_{t+1}` of one vector from `m_t`:
+///
+/// ```text
+/// in the moment: w_{t+1} = w_t − λ/(1 − β1^t)·m_t;  on the update: w_{t+1} = w_t − λ·(m_t·s/(1 − β1^t) + d·w_t)
+/// ```
+#[cube]
+fn next_param<N: Size>(
+    w: Vector<f32, N>,
+    m_next: Vector<f32, N>,
+    factors: &VectorFactors<N>,
+    #[comptime] decay_on_update: bool,
+) -> Vector<f32, N> {
+    if decay_on_update {
+        w - factors.lr * (m_next * factors.scale + factors.decay * w)
+    } else {
+        w - factors.step_size * m_next
+    }
+}
+
+/// `w` and `m` of the vectors `start, start + stride, …` ([`next_moment_1`], [`next_param`]),
+/// left as they were when the step is skipped.
 #[cube]
 #[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
 fn update_elements<N: Size>(
@@ -165,32 +251,15 @@ fn update_elements<N: Size>(
     stride: usize,
     #[comptime] decay_on_update: bool,
 ) {
-    let applied = factors.applied;
-    // The factors as vectors of N equal lanes.
-    let scale = Vector::new(factors.inv_denom / factors.correction_1);
-    let step_size = Vector::new(hyper.lr / factors.correction_1);
-    let inv_denom = Vector::new(factors.inv_denom);
-    let beta_1 = Vector::new(hyper.beta_1);
-    let input_scale = Vector::new(hyper.moment_input_scale);
-    let decay = Vector::new(hyper.weight_decay);
-    let lr = Vector::new(hyper.lr);
+    let factors = vector_factors::<N>(factors, hyper);
     let mut index = start;
     while index < param.len() {
         let w = param[index];
         let m = moment_1[index];
-        let g = grad[index];
-        let m_next = if decay_on_update {
-            beta_1 * m + input_scale * g
-        } else {
-            beta_1 * m + input_scale * (g * inv_denom + decay * w)
-        };
-        let w_next = if decay_on_update {
-            w - lr * (m_next * scale + decay * w)
-        } else {
-            w - step_size * m_next
-        };
-        param_out[index] = select(applied, w_next, w);
-        moment_1_out[index] = select(applied, m_next, m);
+        let m_next = next_moment_1(w, m, grad[index], &factors, decay_on_update);
+        let w_next = next_param(w, m_next, &factors, decay_on_update);
+        param_out[index] = select(factors.applied, w_next, w);
+        moment_1_out[index] = select(factors.applied, m_next, m);
         index += stride;
     }
 }
@@ -215,7 +284,26 @@ fn before<I: Int>(
     }
 }
 
-/// Writes the state's per-tensor values after the step (its inputs when it is skipped).
+/// The state's per-tensor values after the step (those before it when it is skipped).
+#[derive(CubeType)]
+struct After<I: Int> {
+    moment_2: f32,
+    max_moment_2: f32,
+    steps: I,
+}
+
+/// [`After`] of a step.
+#[cube]
+fn state_after<I: Int>(scalars: &Scalars, before: &Before, steps: I) -> After<I> {
+    let applied = scalars.factors.applied;
+    After::<I> {
+        moment_2: select(applied, scalars.moment_2, before.moment_2),
+        max_moment_2: select(applied, scalars.max_moment_2, before.max_moment_2),
+        steps: select(applied, steps + I::new(1), steps),
+    }
+}
+
+/// Writes the state's per-tensor values after the step ([`state_after`]).
 #[cube]
 fn write_state<I: Int>(
     scalars: &Scalars,
@@ -225,13 +313,13 @@ fn write_state<I: Int>(
     max_moment_2_out: &mut ComptimeOption<&mut Tensor<f32>>,
     step_out: &mut Tensor<I>,
 ) {
-    let applied = scalars.factors.applied;
-    moment_2_out[0] = select(applied, scalars.moment_2, before.moment_2);
+    let after = state_after::<I>(scalars, before, steps);
+    moment_2_out[0] = after.moment_2;
     #[comptime]
     if let ComptimeOption::Some(max_out) = max_moment_2_out {
-        max_out[0] = select(applied, scalars.max_moment_2, before.max_moment_2);
+        max_out[0] = after.max_moment_2;
     }
-    step_out[0] = select(applied, steps + I::new(1), steps);
+    step_out[0] = after.steps;
 }
 
 /// The step's per-tensor values from `‖g‖²`, which every unit of one cube holds: the unit at 0
@@ -353,9 +441,7 @@ pub fn finish_norm<I: Int>(
         bias_correction,
     );
     if UNIT_POS_X == 0 {
-        workspace[WORKSPACE_APPLIED] = f32::cast_from(factors.applied);
-        workspace[WORKSPACE_INV_DENOM] = factors.inv_denom;
-        workspace[WORKSPACE_CORRECTION_1] = factors.correction_1;
+        write_factors(workspace, 0, &factors);
     }
 }
 
@@ -372,11 +458,7 @@ pub fn update<N: Size>(
     hyper: Hyper,
     #[comptime] decay_on_update: bool,
 ) {
-    let factors = Factors {
-        applied: workspace[WORKSPACE_APPLIED] != f32::new(0.0),
-        inv_denom: workspace[WORKSPACE_INV_DENOM],
-        correction_1: workspace[WORKSPACE_CORRECTION_1],
-    };
+    let factors = read_factors(workspace, 0);
     let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
     update_elements(
         param,

@@ -1,6 +1,7 @@
 //! The fused step on Burn's CubeCL backend, for WGPU and CUDA devices: one kernel launch per
-//! tensor that one cube covers, three per larger tensor ([`kernel`]), the step decided on the
-//! device, no host read, no buffer allocated per step. `w`, `m` and the state's one-element
+//! tensor that one cube covers, three per larger tensor ([`kernel`]), or three per chunk of
+//! tensors inside `multi_tensor` ([`multi`]); the step decided on the device, no host read, no
+//! buffer allocated per step. `w`, `m` and the state's one-element
 //! tensors are updated in place when their buffers are uniquely owned. f32 parameters only;
 //! other dtypes take the tensor-op step.
 //!
@@ -17,7 +18,10 @@
 //! optional input (amsgrad's maximum); and with its Fusion selector off while another crate
 //! turns Burn's Fusion on, it fails to compile, where a type check at run time falls back.
 
+#[cfg(feature = "fusion")]
+mod fusion;
 mod kernel;
+mod multi;
 #[cfg(all(test, feature = "wgpu"))]
 mod tests;
 
@@ -37,6 +41,7 @@ use crate::config::WeightDecayMode;
 use crate::hyper::Hyper;
 use crate::state::NovoGradState;
 use kernel::{CUBE_SIZE, HyperLaunch};
+pub(crate) use multi::{multi_tensor, tensors_per_launch};
 
 /// Most cubes of the norm kernel: every cube of the update kernel adds their partial sums, one
 /// per unit. A tensor that one cube of the norm kernel covers takes the one-kernel step.
@@ -106,15 +111,20 @@ pub(super) fn step<const D: usize>(
     let Some(holding) = takes(&inputs) else {
         return Err(inputs);
     };
+    // Inside `multi_tensor`, the step is gathered and launched with others ([`multi`]).
     Ok(match holding {
         Holding::Plain => {
             let (parts, grad) = Parts::<CubeTensor>::of(inputs);
-            launch(hyper, lr, parts, grad).into_step()
+            let stepped = multi::gather(Entry::new(hyper, lr, parts, grad))
+                .unwrap_or_else(|entry| launch(hyper, lr, entry.parts, entry.grad));
+            stepped.into_step()
         }
         #[cfg(feature = "fusion")]
         Holding::Fusion => {
             let (parts, grad) = Parts::<fusion::Primitive>::of(inputs);
-            fusion::register(hyper, lr, parts, grad).into_step()
+            let stepped = multi::gather(Entry::new(hyper, lr, parts, grad))
+                .unwrap_or_else(|entry| fusion::register(hyper, lr, entry.parts, entry.grad));
+            stepped.into_step()
         }
     })
 }
@@ -138,6 +148,7 @@ fn takes<const D: usize>((param, grad, state): &Inputs<D>) -> Option<Holding> {
 }
 
 /// The parameter and its state as `Cube` primitives `P`.
+#[derive(Clone, Debug)]
 struct Parts<P> {
     param: P,
     moment_1: P,
@@ -169,6 +180,38 @@ impl<P: 'static> Parts<P> {
             step: Tensor::from_primitive::<Cube>(downcast(self.step)),
         };
         (from_float(self.param), state)
+    }
+}
+
+impl Parts<CubeTensor> {
+    /// Whether every buffer is uniquely owned, so that a step may write it in place.
+    fn unique(&self) -> bool {
+        let state = [&self.param, &self.moment_1, &self.moment_2, &self.step];
+        state
+            .into_iter()
+            .chain(&self.max_moment_2)
+            .all(CubeTensor::can_mut)
+    }
+}
+
+/// One tensor's step: the parameter, its state and gradient, the hyper-parameters.
+#[derive(Debug)]
+struct Entry<P> {
+    parts: Parts<P>,
+    grad: P,
+    hyper: Hyper,
+    lr: LearningRate,
+}
+
+impl<P> Entry<P> {
+    fn new(hyper: &Hyper, lr: LearningRate, parts: Parts<P>, grad: P) -> Self {
+        let hyper = *hyper;
+        Entry {
+            parts,
+            grad,
+            hyper,
+            lr,
+        }
     }
 }
 
@@ -215,34 +258,11 @@ fn launch(
     let max_moment_2 = parts.max_moment_2.map(into_contiguous);
     let step = into_contiguous(parts.step);
     let client = param.client.clone();
-    let len = param.meta.num_elements();
-    // Elements per vector: the widest the device reads well that divides the tensor.
-    let vector_size = (client.io_optimized_vector_sizes(size_of::<f32>()))
-        .filter(|size| len.is_multiple_of(*size))
-        .max()
-        .unwrap_or(1);
-    let vectors = len / vector_size;
-    let cubes = |per_unit: usize, most: usize| {
-        vectors
-            .div_ceil(CUBE_SIZE as usize * per_unit)
-            .clamp(1, most) as u32
-    };
+    let vector_size = vector_size(&param);
+    let vectors = param.meta.num_elements() / vector_size;
+    let cubes = |per_unit: usize, most: usize| cube_count(vectors, per_unit, most) as u32;
     let cube_dim = CubeDim::new_1d(CUBE_SIZE);
-    let hyper_arg = || {
-        HyperLaunch::new(
-            lr as f32,
-            hyper.beta_1,
-            hyper.beta_2,
-            hyper.epsilon,
-            hyper.epsilon_root,
-            hyper.weight_decay,
-            hyper.moment_input_scale,
-        )
-    };
-    let step_dtype = match step.dtype {
-        DType::I64 => ElemType::Int(IntKind::I64),
-        _ => ElemType::Int(IntKind::I32),
-    };
+    let step_dtype = step_elem_type(&step);
     let decay_on_update = hyper.weight_decay_mode == WeightDecayMode::OnUpdate;
 
     // Every output is its input, in place, when the input's buffer is unique (`output`).
@@ -268,7 +288,7 @@ fn launch(
             moment_2_arg,
             step_arg,
             max_arg.into(),
-            hyper_arg(),
+            hyper_arg(hyper, lr),
             hyper.bias_correction,
             decay_on_update,
             step_dtype,
@@ -282,7 +302,7 @@ fn launch(
         };
     }
 
-    let workspace = workspace(&param);
+    let workspace = workspace(&param, kernel::WORKSPACE_PARTIALS + MAX_PARTIALS);
     kernel::grad_norm_partials::launch(
         &client,
         CubeCount::Static(partial_count, 1, 1),
@@ -305,7 +325,7 @@ fn launch(
         step_arg,
         max_arg.into(),
         partial_count,
-        hyper_arg(),
+        hyper_arg(hyper, lr),
         hyper.bias_correction,
         step_dtype,
     );
@@ -320,7 +340,7 @@ fn launch(
         workspace.into_tensor_arg(),
         param_arg,
         moment_1_arg,
-        hyper_arg(),
+        hyper_arg(hyper, lr),
         decay_on_update,
     );
     Parts {
@@ -329,6 +349,43 @@ fn launch(
         moment_2: moment_2_out,
         max_moment_2: max_moment_2_out,
         step: step_out,
+    }
+}
+
+/// Elements per vector of `tensor`'s kernels: the widest the device reads well that divides it.
+fn vector_size(tensor: &CubeTensor) -> usize {
+    let len = tensor.meta.num_elements();
+    (tensor.client.io_optimized_vector_sizes(size_of::<f32>()))
+        .filter(|size| len.is_multiple_of(*size))
+        .max()
+        .unwrap_or(1)
+}
+
+/// Cubes for `vectors` vectors at `per_unit` vectors per unit, between 1 and `most`.
+fn cube_count(vectors: usize, per_unit: usize, most: usize) -> usize {
+    vectors
+        .div_ceil(CUBE_SIZE as usize * per_unit)
+        .clamp(1, most)
+}
+
+/// The hyper-parameters and the learning rate as a kernel argument.
+fn hyper_arg(hyper: &Hyper, lr: LearningRate) -> HyperLaunch {
+    HyperLaunch::new(
+        lr as f32,
+        hyper.beta_1,
+        hyper.beta_2,
+        hyper.epsilon,
+        hyper.epsilon_root,
+        hyper.weight_decay,
+        hyper.moment_input_scale,
+    )
+}
+
+/// The kernels' element type of the step counter `step` (i32 or i64).
+fn step_elem_type(step: &CubeTensor) -> ElemType {
+    match step.dtype {
+        DType::I64 => ElemType::Int(IntKind::I64),
+        _ => ElemType::Int(IntKind::I32),
     }
 }
 
@@ -373,125 +430,32 @@ fn new_output(tensor: &CubeTensor) -> (CubeTensor, TensorArg) {
     (out.clone(), out.into_tensor_arg())
 }
 
-/// The workspace of the three-kernel step on `device`, one per device and thread, made at its
-/// first use and reused by every later step: kernels that one thread launches on one device
-/// run in launch order, so each step's kernels write it after the last step's read it. A few hundred floats, freed with the thread.
-fn workspace(tensor: &CubeTensor) -> CubeTensor {
+/// A workspace of at least `len` floats on `tensor`'s device for the three-kernel steps, one
+/// per device and thread, made at its first use (or when a step needs more) and reused by every
+/// later step: kernels that one thread launches on one device run in launch order, so each
+/// step's kernels write it after the last step's read it. Freed with the thread.
+fn workspace(tensor: &CubeTensor, len: usize) -> CubeTensor {
     thread_local! {
         static WORKSPACES: std::cell::RefCell<Vec<CubeTensor>> = const { std::cell::RefCell::new(Vec::new()) };
     }
     WORKSPACES.with_borrow_mut(|workspaces| {
-        let same_device = |workspace: &&CubeTensor| workspace.device == tensor.device;
-        if let Some(workspace) = workspaces.iter().find(same_device) {
-            return workspace.clone();
+        let same_device = |workspace: &CubeTensor| workspace.device == tensor.device;
+        let found = workspaces.iter().position(same_device);
+        if let Some(found) = found
+            && workspaces[found].meta.num_elements() >= len
+        {
+            return workspaces[found].clone();
         }
         let workspace = empty_device_dtype(
             tensor.client.clone(),
             tensor.device.clone(),
-            Shape::new([kernel::WORKSPACE_PARTIALS + MAX_PARTIALS]),
+            Shape::new([len]),
             DType::F32,
         );
-        workspaces.push(workspace.clone());
+        match found {
+            Some(found) => workspaces[found] = workspace.clone(),
+            None => workspaces.push(workspace.clone()),
+        }
         workspace
     })
-}
-
-/// The step under Fusion: one custom operation that runs [`launch`].
-#[cfg(feature = "fusion")]
-mod fusion {
-    use burn::optim::LearningRate;
-    use burn_cubecl::CubeBackend;
-    use burn_cubecl::fusion::FusionCubeRuntime;
-    use burn_fusion::custom::{
-        CustomOpIr, HandleContainer, Operation, OperationIr, StreamId, TensorIr,
-    };
-    use burn_fusion::{ExecutionError, FusionRuntime, FusionTensor};
-
-    use super::{Parts, launch};
-    use crate::hyper::Hyper;
-
-    /// Fusion's tensors over `CubeBackend`.
-    pub(super) type Primitive = FusionTensor<FusionCubeRuntime>;
-
-    /// Registers the step in the current stream: inputs `w, g, m, v, [max v], step`, outputs
-    /// the same less `g`.
-    pub(super) fn register(
-        hyper: &Hyper,
-        lr: LearningRate,
-        parts: Parts<Primitive>,
-        grad: Primitive,
-    ) -> Parts<Primitive> {
-        let client = parts.param.client.clone();
-        let amsgrad = parts.max_moment_2.is_some();
-        let mut inputs = vec![parts.param, grad, parts.moment_1, parts.moment_2];
-        inputs.extend(parts.max_moment_2);
-        inputs.push(parts.step);
-        // Before `into_ir`, which takes the inputs' shapes.
-        let outputs: Vec<_> = (inputs.iter().enumerate())
-            .filter(|(index, _)| *index != 1)
-            .map(|(_, input)| {
-                TensorIr::uninit(
-                    client.create_empty_handle(),
-                    input.shape.clone(),
-                    input.dtype,
-                )
-            })
-            .collect();
-        // A tensor whose last handle this step holds is read-write: its buffer can be reused.
-        let inputs: Vec<_> = inputs.into_iter().map(FusionTensor::into_ir).collect();
-        let desc = CustomOpIr::new("novograd_step", &inputs, &outputs);
-        let step = FusedStep {
-            desc: desc.clone(),
-            hyper: *hyper,
-            lr,
-        };
-        let outputs = client.register(StreamId::current(), OperationIr::Custom(desc), step);
-        let mut outputs = outputs.into_iter();
-        let mut next = || outputs.next().expect("one output per state tensor");
-        Parts {
-            param: next(),
-            moment_1: next(),
-            moment_2: next(),
-            max_moment_2: amsgrad.then(&mut next),
-            step: next(),
-        }
-    }
-
-    /// The custom operation: [`launch`] on the `CubeBackend` tensors behind Fusion's.
-    #[derive(Debug)]
-    struct FusedStep {
-        desc: CustomOpIr,
-        hyper: Hyper,
-        lr: LearningRate,
-    }
-
-    impl Operation<FusionCubeRuntime> for FusedStep {
-        fn execute(
-            &self,
-            handles: &mut HandleContainer<<FusionCubeRuntime as FusionRuntime>::FusionHandle>,
-        ) -> Result<(), ExecutionError> {
-            let (inputs, outputs) = (&self.desc.inputs, &self.desc.outputs);
-            let amsgrad = inputs.len() == 6;
-            let mut float = |index: usize| handles.get_float_tensor::<CubeBackend>(&inputs[index]);
-            let (param, grad, moment_1, moment_2) = (float(0), float(1), float(2), float(3));
-            let max_moment_2 = amsgrad.then(|| float(4));
-            let step = inputs.last().expect("the step counter");
-            let parts = Parts {
-                param,
-                moment_1,
-                moment_2,
-                max_moment_2,
-                step: handles.get_int_tensor::<CubeBackend>(step),
-            };
-            let stepped = launch(&self.hyper, self.lr, parts, grad);
-            let floats = [stepped.param, stepped.moment_1, stepped.moment_2];
-            let floats = floats.into_iter().chain(stepped.max_moment_2);
-            for (output, tensor) in outputs.iter().zip(floats) {
-                handles.register_float_tensor::<CubeBackend>(&output.id, tensor);
-            }
-            let step = outputs.last().expect("the step counter");
-            handles.register_int_tensor::<CubeBackend>(&step.id, stepped.step);
-            Ok(())
-        }
-    }
 }

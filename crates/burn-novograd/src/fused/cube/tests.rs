@@ -9,7 +9,7 @@ use cubecl::server::Handle;
 
 use super::{Parts, launch};
 use crate::hyper::Hyper;
-use crate::{NovoGradConfig, WeightDecayMode};
+use crate::{NovoGradConfig, NovoGradState, WeightDecayMode};
 
 const STEPS: usize = 20;
 const LR: f64 = 0.01;
@@ -183,4 +183,177 @@ fn step_updates_w_m_and_the_state_in_place() {
         assert_ne!(allocation(&parts.param.handle), allocation(&held.handle));
         assert_eq!(allocation(&parts.moment_1.handle), before[1]);
     }
+}
+
+/// The configurations of the multi-tensor tests, one per tensor in turn: different
+/// hyper-parameters are different launch groups.
+fn multi_configs() -> [NovoGradConfig; 3] {
+    [
+        NovoGradConfig::new().with_weight_decay(0.01),
+        NovoGradConfig::new()
+            .with_amsgrad(true)
+            .with_bias_correction(true),
+        NovoGradConfig::new()
+            .with_weight_decay(0.01)
+            .with_weight_decay_mode(WeightDecayMode::OnUpdate)
+            .with_grad_averaging(true),
+    ]
+}
+
+/// Each tensor's parameter, first moment and state scalars after each step of tensors of
+/// `lens` elements, stepped together inside `multi_tensor` (`multi`) or one by one by the
+/// tensor-op step; `hold`: a clone of the first parameter is held through every step, and
+/// must keep its first values.
+fn multi_trajectories(lens: &[usize], multi: bool, hold: bool) -> Vec<Vec<f32>> {
+    let device = device();
+    let optimizers = multi_configs().map(|config| config.with_fused(multi).build());
+    let optimizer = |index: usize| &optimizers[index % optimizers.len()];
+    let mut tensors: Vec<_> = (lens.iter().enumerate())
+        .map(|(index, &len)| {
+            let param = Tensor::<1>::from_data(TensorData::new(values(len, index), [len]), &device);
+            let state = optimizer(index).initial_state(&param);
+            (param, state)
+        })
+        .collect();
+    let held = hold.then(|| tensors[0].0.clone());
+    let allocations = |tensors: &[(Tensor<1>, _)]| {
+        let buffers = tensors
+            .iter()
+            .map(|(param, state): &(Tensor<1>, NovoGradState<1>)| {
+                [param, &state.moment_1].map(|tensor| {
+                    allocation(&super::into_float::<CubeTensor, 1>(tensor.clone()).handle)
+                })
+            });
+        buffers.collect::<Vec<_>>()
+    };
+    let mut first_allocations = None;
+    let mut trajectories = Vec::new();
+    for step in 0..STEPS {
+        let grads = lens
+            .iter()
+            .map(|&len| Tensor::from_data(TensorData::new(gradient(len, step), [len]), &device));
+        let grads: Vec<_> = grads.collect();
+        let step_all = || {
+            (tensors.drain(..).zip(grads).enumerate())
+                .map(|(index, ((param, state), grad))| {
+                    let (param, state) = optimizer(index).step(LR, param, grad, Some(state));
+                    (param, state.expect("a state after a step"))
+                })
+                .collect()
+        };
+        tensors = match multi {
+            true => crate::multi_tensor(step_all),
+            false => step_all(),
+        };
+        // From the second step on (the first makes the held parameter's new buffer), every
+        // buffer is written in place.
+        // (Fusion's buffers are out of sight here: `plain_multi_tensor_step_…` and the launch
+        // count test cover it.)
+        let plain = matches!(super::holding(), Some(super::Holding::Plain));
+        if multi && plain && step == 1 {
+            first_allocations = Some(allocations(&tensors));
+        }
+        if multi && plain && step + 1 == STEPS {
+            assert_eq!(
+                Some(allocations(&tensors)),
+                first_allocations,
+                "a buffer was copied"
+            );
+        }
+        for (param, state) in &tensors {
+            trajectories.extend([host(param), host(&state.moment_1), host(&state.moment_2)]);
+            trajectories.extend(state.max_moment_2.as_ref().map(host));
+            trajectories.push(state.step.to_data().iter::<f32>().collect());
+        }
+    }
+    if let Some(held) = held {
+        let len = lens[0];
+        assert_eq!(
+            host(&held),
+            values(len, 0),
+            "the held parameter was written"
+        );
+    }
+    trajectories
+}
+
+#[test]
+#[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
+fn multi_tensor_step_matches_the_tensor_op_step() {
+    // One cube and several; 4-wide and 2-wide vectors and none; three launch groups.
+    let lens = [1, 7, 1_000, 70_000, 10_002, 12, 3, 70_001, 64];
+    for hold in [false, true] {
+        let multi = multi_trajectories(&lens, true, hold);
+        let tensor_ops = multi_trajectories(&lens, false, hold);
+        assert_eq!(multi.len(), tensor_ops.len());
+        let mut worst = 0.0f64;
+        for (index, (a, e)) in multi.iter().zip(&tensor_ops).enumerate() {
+            assert_eq!(a.len(), e.len());
+            for (a, e) in a.iter().zip(e) {
+                let error = (a - e).abs() as f64 / e.abs().max(1.0) as f64;
+                assert!(error <= 1e-6, "hold {hold}, trajectory {index}: {a} != {e}");
+                worst = worst.max(error);
+            }
+        }
+        println!("multi-tensor step, hold {hold}: largest relative difference {worst:e}");
+    }
+}
+
+#[test]
+#[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
+fn plain_multi_tensor_step_gathers_unique_buffers_and_writes_them_in_place() {
+    use super::Entry;
+    use super::multi::gather;
+
+    let DispatchDevice::Cube(device) = device().as_dispatch().clone() else {
+        panic!("WGPU is a CubeCL device");
+    };
+    let hyper = Hyper::new(&NovoGradConfig::new().with_weight_decay(0.01));
+    let parts = |len: usize| Parts {
+        param: full(Shape::new([len]), &device, 0.5f32),
+        moment_1: zeros(device.clone(), Shape::new([len]), DType::F32),
+        moment_2: zeros(device.clone(), Shape::new([1]), DType::F32),
+        max_moment_2: None,
+        step: zeros(device.clone(), Shape::new([1]), DType::I32),
+    };
+    let grad = |len: usize| full(Shape::new([len]), &device, 0.1f32);
+    let lens = [7, 1_000, 70_000];
+    let read = |tensor: &CubeTensor| -> Vec<f32> {
+        let data = burn_cubecl::ops::into_data_sync(tensor.clone());
+        data.iter::<f32>().collect()
+    };
+    for _ in 0..2 {
+        // Outside `multi_tensor`, nothing is gathered.
+        assert!(gather(Entry::new(&hyper, 0.01, parts(7), grad(7))).is_err());
+    }
+    let mut expected: Vec<_> = lens.map(parts).into();
+    let mut gathered: Vec<_> = lens.map(parts).into();
+    let before: Vec<_> = gathered
+        .iter()
+        .map(|parts| allocation(&parts.param.handle))
+        .collect();
+    for _ in 0..3 {
+        expected = (expected.into_iter().zip(lens))
+            .map(|(parts, len)| launch(&hyper, 0.01, parts, grad(len)))
+            .collect();
+        gathered = crate::multi_tensor(|| {
+            (gathered.drain(..).zip(lens))
+                .map(|(parts, len)| {
+                    let entry = Entry::new(&hyper, 0.01, parts, grad(len));
+                    gather(entry).unwrap_or_else(|_| panic!("unique buffers are gathered"))
+                })
+                .collect()
+        });
+    }
+    for ((gathered, expected), before) in gathered.iter().zip(&expected).zip(&before) {
+        assert_eq!(read(&gathered.param), read(&expected.param));
+        assert_eq!(read(&gathered.moment_1), read(&expected.moment_1));
+        assert_eq!(read(&gathered.moment_2), read(&expected.moment_2));
+        assert_eq!(allocation(&gathered.param.handle), *before, "copied");
+    }
+    // A held buffer is not gathered (it takes its own step into a new buffer).
+    let held = gathered[0].param.clone();
+    let entry = Entry::new(&hyper, 0.01, gathered.remove(0), grad(lens[0]));
+    crate::multi_tensor(|| assert!(gather(entry).is_err()));
+    drop(held);
 }

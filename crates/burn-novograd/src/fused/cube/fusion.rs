@@ -1,0 +1,215 @@
+//! The step under Fusion: one custom operation per tensor that runs [`launch`], or, inside
+//! `multi_tensor`, hands the tensor's buffers to the device's gathered steps, which one more
+//! custom operation at the end launches together ([`launch_all`]).
+
+use std::sync::{Arc, Mutex};
+
+use burn::optim::LearningRate;
+use burn_cubecl::CubeBackend;
+use burn_cubecl::fusion::FusionCubeRuntime;
+use burn_cubecl::tensor::CubeTensor;
+use burn_fusion::custom::{
+    CustomOpIr, HandleContainer, Operation, OperationIr, StreamId, TensorIr,
+};
+use burn_fusion::{Client, ExecutionError, FusionRuntime, FusionTensor};
+
+use super::multi::{launch_all, max_tensors};
+use super::{Entry, Parts, launch};
+use crate::hyper::Hyper;
+use crate::multi_tensor::ELEMENTS_PER_LAUNCH;
+
+/// Fusion's handles of `CubeBackend`'s tensors.
+type Handles = HandleContainer<<FusionCubeRuntime as FusionRuntime>::FusionHandle>;
+
+/// The steps gathered on one device, which its gather operations fill as they run.
+type Pending = Arc<Mutex<Vec<Entry<CubeTensor>>>>;
+
+/// Fusion's tensors over `CubeBackend`.
+pub(super) type Primitive = FusionTensor<FusionCubeRuntime>;
+
+/// Registers the step in the current stream: inputs `w, g, m, v, [max v], step`, outputs
+/// the same less `g`. With `pending`, the step is gathered ([`FusedStep`]).
+fn register_step(
+    hyper: &Hyper,
+    lr: LearningRate,
+    parts: Parts<Primitive>,
+    grad: Primitive,
+    pending: Option<Pending>,
+) -> Parts<Primitive> {
+    let client = parts.param.client.clone();
+    let amsgrad = parts.max_moment_2.is_some();
+    let mut inputs = vec![parts.param, grad, parts.moment_1, parts.moment_2];
+    inputs.extend(parts.max_moment_2);
+    inputs.push(parts.step);
+    // Before `into_ir`, which takes the inputs' shapes.
+    let outputs: Vec<_> = (inputs.iter().enumerate())
+        .filter(|(index, _)| *index != 1)
+        .map(|(_, input)| {
+            TensorIr::uninit(
+                client.create_empty_handle(),
+                input.shape.clone(),
+                input.dtype,
+            )
+        })
+        .collect();
+    // A tensor whose last handle this step holds is read-write: its buffer can be reused.
+    let inputs: Vec<_> = inputs.into_iter().map(FusionTensor::into_ir).collect();
+    let desc = CustomOpIr::new("novograd_step", &inputs, &outputs);
+    let step = FusedStep {
+        desc: desc.clone(),
+        hyper: *hyper,
+        lr,
+        pending,
+    };
+    let outputs = client.register(StreamId::current(), OperationIr::Custom(desc), step);
+    let mut outputs = outputs.into_iter();
+    let mut next = || outputs.next().expect("one output per state tensor");
+    Parts {
+        param: next(),
+        moment_1: next(),
+        moment_2: next(),
+        max_moment_2: amsgrad.then(&mut next),
+        step: next(),
+    }
+}
+
+/// Registers the step in the current stream ([`register_step`]).
+pub(super) fn register(
+    hyper: &Hyper,
+    lr: LearningRate,
+    parts: Parts<Primitive>,
+    grad: Primitive,
+) -> Parts<Primitive> {
+    register_step(hyper, lr, parts, grad, None)
+}
+
+/// The custom operation of one tensor's step: [`launch`] on the `CubeBackend` tensors behind
+/// Fusion's; or, gathered (with `pending`) and when every buffer is uniquely owned, the outputs
+/// are the inputs' buffers, handed to `pending` to be written in place by [`GatheredSteps`].
+#[derive(Debug)]
+struct FusedStep {
+    desc: CustomOpIr,
+    hyper: Hyper,
+    lr: LearningRate,
+    pending: Option<Pending>,
+}
+
+impl Operation<FusionCubeRuntime> for FusedStep {
+    fn execute(&self, handles: &mut Handles) -> Result<(), ExecutionError> {
+        let (inputs, outputs) = (&self.desc.inputs, &self.desc.outputs);
+        let amsgrad = inputs.len() == 6;
+        let mut float = |index: usize| handles.get_float_tensor::<CubeBackend>(&inputs[index]);
+        let (param, grad, moment_1, moment_2) = (float(0), float(1), float(2), float(3));
+        let max_moment_2 = amsgrad.then(|| float(4));
+        let step = inputs.last().expect("the step counter");
+        let parts = Parts {
+            param,
+            moment_1,
+            moment_2,
+            max_moment_2,
+            step: handles.get_int_tensor::<CubeBackend>(step),
+        };
+        let stepped = match &self.pending {
+            Some(pending) if parts.unique() => {
+                let lock = pending.lock();
+                let mut pending = lock.unwrap_or_else(|poisoned| poisoned.into_inner());
+                pending.push(Entry::new(&self.hyper, self.lr, parts.clone(), grad));
+                parts
+            }
+            _ => launch(&self.hyper, self.lr, parts, grad),
+        };
+        let floats = [stepped.param, stepped.moment_1, stepped.moment_2];
+        let floats = floats.into_iter().chain(stepped.max_moment_2);
+        for (output, tensor) in outputs.iter().zip(floats) {
+            handles.register_float_tensor::<CubeBackend>(&output.id, tensor);
+        }
+        let step = outputs.last().expect("the step counter");
+        handles.register_int_tensor::<CubeBackend>(&step.id, stepped.step);
+        Ok(())
+    }
+}
+
+/// The steps that one `multi_tensor` call gathered on one device and has not launched yet.
+pub(super) struct DeviceSteps {
+    client: Client<FusionCubeRuntime>,
+    pending: Pending,
+    /// The gathered steps' new parameters, which the launch reads: it runs after them.
+    params: Vec<Primitive>,
+    /// Tensors per launch on the device ([`max_tensors`]).
+    per_launch: usize,
+    /// Elements of the gathered steps.
+    elements: usize,
+}
+
+impl DeviceSteps {
+    /// Registers one custom operation that launches the gathered steps together
+    /// ([`launch_all`]), in the current stream after them: anything registered later reads the
+    /// new values.
+    fn register_launch(&mut self) {
+        let params = std::mem::take(&mut self.params);
+        self.elements = 0;
+        let inputs: Vec<_> = params.into_iter().map(FusionTensor::into_ir).collect();
+        let desc = CustomOpIr::new("novograd_multi_tensor_step", &inputs, &[]);
+        let operation = GatheredSteps {
+            pending: self.pending.clone(),
+        };
+        let stream = StreamId::current();
+        self.client
+            .register(stream, OperationIr::Custom(desc), operation);
+    }
+}
+
+/// Registers `entry`'s step gathered into the steps of its device in `gathered`: the tensors
+/// it returns are written by the launch that [`DeviceSteps::register_launch`] registers once
+/// a launch's worth of tensors is gathered (so that the device starts on it while the rest is
+/// gathered), or by [`register_all`].
+pub(super) fn gather(entry: Entry<Primitive>, gathered: &mut Vec<DeviceSteps>) -> Parts<Primitive> {
+    let client = &entry.parts.param.client;
+    let same_device = |steps: &&mut DeviceSteps| steps.client.device() == client.device();
+    let steps = match gathered.iter_mut().position(|steps| same_device(&steps)) {
+        Some(found) => &mut gathered[found],
+        None => {
+            gathered.push(DeviceSteps {
+                client: client.clone(),
+                pending: Pending::default(),
+                params: Vec::new(),
+                per_launch: max_tensors(&client.device().client()),
+                elements: 0,
+            });
+            gathered.last_mut().expect("just pushed")
+        }
+    };
+    let pending = Some(steps.pending.clone());
+    let stepped = register_step(&entry.hyper, entry.lr, entry.parts, entry.grad, pending);
+    steps.elements += stepped.param.shape.num_elements();
+    steps.params.push(stepped.param.clone());
+    if steps.params.len() == steps.per_launch || steps.elements >= ELEMENTS_PER_LAUNCH {
+        steps.register_launch();
+    }
+    stepped
+}
+
+/// Registers the launch of every device's steps not launched yet.
+pub(super) fn register_all(gathered: Vec<DeviceSteps>) {
+    for mut steps in gathered
+        .into_iter()
+        .filter(|steps| !steps.params.is_empty())
+    {
+        steps.register_launch();
+    }
+}
+
+/// The custom operation of [`register_all`].
+#[derive(Debug)]
+struct GatheredSteps {
+    pending: Pending,
+}
+
+impl Operation<FusionCubeRuntime> for GatheredSteps {
+    fn execute(&self, _handles: &mut Handles) -> Result<(), ExecutionError> {
+        let lock = self.pending.lock();
+        let entries = std::mem::take(&mut *lock.unwrap_or_else(|poisoned| poisoned.into_inner()));
+        launch_all(entries);
+        Ok(())
+    }
+}

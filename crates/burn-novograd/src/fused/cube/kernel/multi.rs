@@ -1,0 +1,144 @@
+//! The three kernels of the large-tensor step ([`super`]) over a list of tensors, each launched
+//! once for all of them: [`grad_norm_partials`] (partial sums of `g²`), [`finish_norms`] (one
+//! cube per tensor: `v`, `max v`, the step counter and the factors of the update) and [`update`]
+//! (element-wise, without a barrier). Every buffer is updated in place. A list is a
+//! `Sequence` of tensors, whose indexes are compile-time: each kernel unrolls one branch per
+//! tensor, chosen by the cube's position, and is compiled once per list layout (length, vector
+//! width, options). A cube's tensor is `i` when `first_cubes[i] ≤ cube < first_cubes[i + 1]`.
+//!
+//! The workspace holds [`FACTOR_SLOTS`] factors per tensor, then one partial sum per cube of
+//! [`grad_norm_partials`].
+
+use cubecl::prelude::*;
+
+use super::{
+    Before, FACTOR_SLOTS, Hyper, cube_sum, next_moment_1, next_param, read_factors, scalars,
+    state_after, sum_of_squares, vector_factors, write_factors,
+};
+
+/// `workspace[FACTOR_SLOTS·n + c] = Σ g²` over the elements of its tensor that cube `c` visits
+/// (a grid-stride loop over the tensor's cubes).
+#[cube(launch)]
+pub fn grad_norm_partials<N: Size>(
+    grads: &Sequence<OwnedTensor<Vector<f32, N>>>,
+    workspace: &mut Tensor<f32>,
+    first_cubes: Sequence<usize>,
+) {
+    let tensors = comptime!(grads.len());
+    let cube = CUBE_POS_X as usize;
+    let units = CUBE_DIM_X as usize;
+    let mut sum = f32::new(0.0);
+    #[unroll]
+    for i in 0..tensors {
+        let (first, end) = (first_cubes[i], first_cubes[i + 1]);
+        if cube >= first && cube < end {
+            let start = (cube - first) * units + UNIT_POS_X as usize;
+            sum = sum_of_squares(grads.index(i), start, (end - first) * units);
+        }
+    }
+    // Outside the branches: every unit of every cube reaches the barriers.
+    let total = cube_sum(sum);
+    if UNIT_POS_X == 0 {
+        workspace[FACTOR_SLOTS * tensors + cube] = total;
+    }
+}
+
+/// Cube `i` finishes tensor `i`: adds its partial sums (laid out by `first_cubes`) in a fixed
+/// order, derives its per-tensor values ([`scalars`]), writes `v`, `max v` (with amsgrad: the
+/// list `max_moments_2` is empty without it) and the step counter in place (read before the
+/// cube's first barrier) and the factors of [`update`] at `workspace[FACTOR_SLOTS·i]`.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+pub fn finish_norms<I: Int>(
+    moments_2: &mut Sequence<OwnedTensor<f32>>,
+    steps: &mut Sequence<OwnedTensor<I>>,
+    max_moments_2: &mut Sequence<OwnedTensor<f32>>,
+    workspace: &mut Tensor<f32>,
+    first_cubes: Sequence<usize>,
+    hyper: Hyper,
+    #[comptime] bias_correction: bool,
+    #[define(I)] _step_dtype: ElemType,
+) {
+    let tensors = comptime!(moments_2.len());
+    let amsgrad = comptime!(max_moments_2.len() == tensors);
+    let tensor = CUBE_POS_X as usize;
+    let mut moment_2 = f32::new(0.0);
+    let mut max_moment_2 = f32::new(0.0);
+    let mut steps_before = I::new(0);
+    let mut partial = f32::new(0.0);
+    #[unroll]
+    for i in 0..tensors {
+        if tensor == i {
+            moment_2 = moments_2.index(i)[0];
+            max_moment_2 = moment_2;
+            if amsgrad {
+                max_moment_2 = max_moments_2.index(i)[0];
+            }
+            steps_before = steps.index(i)[0];
+            let mut index = first_cubes[i] + UNIT_POS_X as usize;
+            while index < first_cubes[i + 1] {
+                partial += workspace[FACTOR_SLOTS * tensors + index];
+                index += CUBE_DIM_X as usize;
+            }
+        }
+    }
+    let before = Before {
+        steps: f32::cast_from(steps_before),
+        moment_2,
+        max_moment_2,
+    };
+    let grad_norm_sq = cube_sum(partial);
+    let scalars = scalars(grad_norm_sq, &before, &hyper, amsgrad, bias_correction);
+    if UNIT_POS_X == 0 {
+        let after = state_after::<I>(&scalars, &before, steps_before);
+        #[unroll]
+        for i in 0..tensors {
+            if tensor == i {
+                moments_2.index_mut(i)[0] = after.moment_2;
+                if amsgrad {
+                    max_moments_2.index_mut(i)[0] = after.max_moment_2;
+                }
+                steps.index_mut(i)[0] = after.steps;
+            }
+        }
+        write_factors(workspace, FACTOR_SLOTS * tensor, &scalars.factors);
+    }
+}
+
+/// `w` and `m` of every tensor in place, with the factors that [`finish_norms`] left in the
+/// workspace (`next_moment_1`, `next_param`); a skipped tensor is not written.
+#[cube(launch)]
+pub fn update<N: Size>(
+    params: &mut Sequence<OwnedTensor<Vector<f32, N>>>,
+    moments_1: &mut Sequence<OwnedTensor<Vector<f32, N>>>,
+    grads: &Sequence<OwnedTensor<Vector<f32, N>>>,
+    workspace: &Tensor<f32>,
+    first_cubes: Sequence<usize>,
+    hyper: Hyper,
+    #[comptime] decay_on_update: bool,
+) {
+    let tensors = comptime!(grads.len());
+    let cube = CUBE_POS_X as usize;
+    let units = CUBE_DIM_X as usize;
+    #[unroll]
+    for i in 0..tensors {
+        let (first, end) = (first_cubes[i], first_cubes[i + 1]);
+        if cube >= first && cube < end {
+            let factors = read_factors(workspace, FACTOR_SLOTS * i);
+            let factors = vector_factors::<N>(&factors, &hyper);
+            let param = params.index_mut(i);
+            let moment_1 = moments_1.index_mut(i);
+            let grad = grads.index(i);
+            let stride = (end - first) * units;
+            let mut index = (cube - first) * units + UNIT_POS_X as usize;
+            while factors.applied && index < param.len() {
+                let w = param[index];
+                let m_next =
+                    next_moment_1(w, moment_1[index], grad[index], &factors, decay_on_update);
+                param[index] = next_param(w, m_next, &factors, decay_on_update);
+                moment_1[index] = m_next;
+                index += stride;
+            }
+        }
+    }
+}
