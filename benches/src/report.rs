@@ -301,6 +301,20 @@ impl Report {
                 )
             },
         );
+        let multi_tensor = (self.step(backend, set, Contender::NovogradMultiTensor)).map_or(
+            String::new(),
+            |multi| {
+                let ratio = |other: &StepResult| multi.stats.median_ms / other.stats.median_ms;
+                format!(
+                    " Multi-tensor step (`multi_tensor`): {} ms, **{:.2}×** the per-tensor \
+                     fused step, **{:.2}×** AdamW, **{:.2}×** SGD.",
+                    ms(&multi.stats),
+                    ratio(&fused),
+                    ratio(&adamw),
+                    ratio(&sgd)
+                )
+            },
+        );
         let bound = bound(&fused);
         let note = match backend.fused_path {
             None => " (no fused step here: both NovoGrads are the tensor-op step)",
@@ -310,7 +324,7 @@ impl Report {
             md,
             "- {}, {} set ({} parameters, {} tensors): fused NovoGrad {} ms ({:.1} µs per \
              tensor); fused/AdamW **{:.2}**, fused/tensor ops **{:.2}**{note}, fused/SGD \
-             **{:.2}**{bound}.{bf16_moment}",
+             **{:.2}**{bound}.{multi_tensor}{bf16_moment}",
             backend.backend,
             set_name(set),
             fused.parameters,

@@ -40,6 +40,9 @@ pub const NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM: f64 = 16.0;
 pub enum Contender {
     /// NovoGrad, with the backend's fused step where there is one (the default).
     Novograd,
+    /// NovoGrad's fused steps gathered into the multi-tensor step (`burn_novograd::multi_tensor`);
+    /// only on devices where it runs (CubeCL).
+    NovogradMultiTensor,
     /// NovoGrad forced onto the tensor-op step (`NovoGradConfig::fused = false`).
     NovogradTensorOps,
     /// NovoGrad with its first moment stored in bf16 (`MomentDtype::Bf16`), fused where the
@@ -53,8 +56,9 @@ pub enum Contender {
 
 impl Contender {
     /// Every contender, in report order.
-    pub const ALL: [Contender; 5] = [
+    pub const ALL: [Contender; 6] = [
         Self::Novograd,
+        Self::NovogradMultiTensor,
         Self::NovogradTensorOps,
         Self::NovogradBf16Moment,
         Self::Adamw,
@@ -66,16 +70,23 @@ impl Contender {
         NovoGradConfig::new().with_weight_decay(HYPER.weight_decay)
     }
 
-    /// Whether this optimizer's step runs on `device`: a bf16 moment needs bf16 tensors.
+    /// Whether this optimizer's step runs on `device`: a bf16 moment needs bf16 tensors, the
+    /// multi-tensor step a CubeCL device.
     pub fn runs_on(self, device: &Device) -> bool {
-        self != Self::NovogradBf16Moment || device.supports_dtype(DType::BF16)
+        match self {
+            Self::NovogradBf16Moment => device.supports_dtype(DType::BF16),
+            Self::NovogradMultiTensor => burn_novograd::tensors_per_launch(device).is_some(),
+            _ => true,
+        }
     }
 
     /// The least memory traffic of this NovoGrad step, in bytes per f32 parameter (`None` for
     /// the other optimizers).
     pub fn bytes_per_param(self) -> Option<f64> {
         match self {
-            Self::Novograd | Self::NovogradTensorOps => Some(NOVOGRAD_BYTES_PER_PARAM),
+            Self::Novograd | Self::NovogradMultiTensor | Self::NovogradTensorOps => {
+                Some(NOVOGRAD_BYTES_PER_PARAM)
+            }
             Self::NovogradBf16Moment => Some(NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM),
             Self::Adamw | Self::Sgd => None,
         }
@@ -88,6 +99,11 @@ impl Contender {
         let decay = HYPER.weight_decay;
         match self {
             Self::Novograd => StepBench::boxed(Self::novograd().build(), set, device),
+            Self::NovogradMultiTensor => {
+                let mut bench = StepBench::new(Self::novograd().build(), set, device);
+                bench.multi_tensor = true;
+                Box::new(bench)
+            }
             Self::NovogradTensorOps => {
                 StepBench::boxed(Self::novograd().with_fused(false).build(), set, device)
             }
@@ -122,6 +138,7 @@ impl std::fmt::Display for Contender {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Novograd => "novograd",
+            Self::NovogradMultiTensor => "novograd (multi-tensor)",
             Self::NovogradTensorOps => "novograd (tensor ops)",
             Self::NovogradBf16Moment => "novograd (bf16 moment)",
             Self::Adamw => "adamw",
@@ -182,16 +199,23 @@ struct StepBench<O: Optimizer> {
     matrices: Rank<O, 2>,
     kernels: Rank<O, 4>,
     device: Device,
+    /// Every step inside `burn_novograd::multi_tensor`.
+    multi_tensor: bool,
 }
 
 impl<O: Optimizer> StepBench<O> {
     fn boxed(optimizer: O, set: ParamSet, device: &Device) -> Box<dyn TimedStep> {
+        Box::new(Self::new(optimizer, set, device))
+    }
+
+    fn new(optimizer: O, set: ParamSet, device: &Device) -> Self {
         let bench = Self {
             optimizer,
             vectors: Rank::draw(set, device),
             matrices: Rank::draw(set, device),
             kernels: Rank::draw(set, device),
             device: device.clone(),
+            multi_tensor: false,
         };
         let tensors = bench.vectors.grads.len() + bench.matrices.grads.len();
         assert_eq!(
@@ -199,16 +223,22 @@ impl<O: Optimizer> StepBench<O> {
             set.shapes().len(),
             "{set:?} holds tensors of ranks other than 1, 2 and 4"
         );
-        Box::new(bench)
+        bench
     }
 }
 
 impl<O: Optimizer> TimedStep for StepBench<O> {
     fn step(&mut self) -> Duration {
         time(|| {
-            self.vectors.step(&self.optimizer);
-            self.matrices.step(&self.optimizer);
-            self.kernels.step(&self.optimizer);
+            let mut step_all = || {
+                self.vectors.step(&self.optimizer);
+                self.matrices.step(&self.optimizer);
+                self.kernels.step(&self.optimizer);
+            };
+            match self.multi_tensor {
+                true => burn_novograd::multi_tensor(step_all),
+                false => step_all(),
+            }
             self.device.sync().expect("the device finishes the step");
         })
     }

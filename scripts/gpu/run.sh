@@ -120,8 +120,9 @@ else:
 for backend in bench["backends"]:
     steps = {(s["set"], s["optimizer"]): s for s in backend["steps"]}
     print(f"\n## {backend['backend']} ({backend['fused_path'] or 'tensor ops'})\n")
-    print("| set | parameters | NovoGrad ms | × AdamW | × SGD | × tensor ops | HBM bound |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| set | parameters | NovoGrad ms | × AdamW | × SGD | × tensor ops | HBM bound "
+          "| multi-tensor ms | × AdamW |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for (set_name, optimizer), step in steps.items():
         if optimizer != "novograd":
             continue
@@ -132,8 +133,13 @@ for backend in bench["backends"]:
         bound = "—"
         if copy["gb_per_s"] is not None:
             bound = f"{20 * step['parameters'] / (copy['gb_per_s'] * 1e9) * 1e3 / ms:.0%}"
+        multi = steps.get((set_name, "novograd-multi-tensor"))
+        multi_ms = multi["stats"]["median_ms"] if multi else None
+        multi_adamw = (f"{multi_ms / steps[(set_name, 'adamw')]['stats']['median_ms']:.2f}"
+                       if multi and (set_name, "adamw") in steps else "—")
         print(f"| {set_name} | {step['parameters']} | {ms:.3f} | {ratio('adamw')} | {ratio('sgd')} "
-              f"| {ratio('novograd-tensor-ops')} | {bound} |")
+              f"| {ratio('novograd-tensor-ops')} | {bound} "
+              f"| {f'{multi_ms:.3f}' if multi else '—'} | {multi_adamw} |")
 peers = bench["peers"].get("Ok")
 if peers is None:
     print(f"\nPeers: not measured ({bench['peers'].get('Err')})")
