@@ -2,12 +2,14 @@
 //! pre-norm causal self-attention blocks (Burn's `TransformerEncoder` with an autoregressive
 //! mask), a final layer norm and a linear head.
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::nn::attention::generate_autoregressive_mask;
 use burn::nn::loss::CrossEntropyLossConfig;
 use burn::nn::transformer::{
     TransformerEncoder, TransformerEncoderConfig, TransformerEncoderInput,
 };
 use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 
@@ -107,6 +109,18 @@ impl TrainStep for Model {
     fn step(&self, batch: TokenBatch) -> TrainOutput<ClassificationOutput> {
         let output = self.predict(batch);
         TrainOutput::new(self, output.loss.backward(), output)
+    }
+
+    /// NovoGrad's multi-tensor step on WGPU and CUDA: every tensor's step in three kernel
+    /// launches ([`burn_novograd::multi_tensor`]); elsewhere, and for the other optimizers, the
+    /// same as `optim.step(lr, self, grads)`.
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        burn_novograd::multi_tensor(|| optim.step(lr, self, grads))
     }
 }
 

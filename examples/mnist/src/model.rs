@@ -1,12 +1,14 @@
 //! A small CNN for the CPU budget: two 3×3 convolution blocks, each pooled right away, so that
 //! only the first convolution runs at full 28×28 resolution.
 
+use burn::lr_scheduler::module_lr_scheduler::ModuleLearningRate;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, Dropout, DropoutConfig, Initializer, Linear, LinearConfig,
     PaddingConfig2d, Relu,
 };
+use burn::optim::{GradientsParams, ModuleOptimizer};
 use burn::prelude::*;
 use burn::train::{ClassificationOutput, InferenceStep, TrainOutput, TrainStep};
 use example_kit::mnist::{CLASSES, SIDE};
@@ -106,6 +108,18 @@ impl TrainStep for Model {
     fn step(&self, batch: MnistBatch) -> TrainOutput<ClassificationOutput> {
         let output = self.classify(batch);
         TrainOutput::new(self, output.loss.backward(), output)
+    }
+
+    /// NovoGrad's multi-tensor step on WGPU and CUDA: every tensor's step in three kernel
+    /// launches ([`burn_novograd::multi_tensor`]); elsewhere, and for the other optimizers, the
+    /// same as `optim.step(lr, self, grads)`.
+    fn optimize(
+        self,
+        optim: &mut ModuleOptimizer,
+        lr: ModuleLearningRate,
+        grads: GradientsParams,
+    ) -> Self {
+        burn_novograd::multi_tensor(|| optim.step(lr, self, grads))
     }
 }
 
