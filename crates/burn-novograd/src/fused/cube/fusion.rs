@@ -1,6 +1,6 @@
 //! The step under Fusion: one custom operation per tensor that runs [`launch`], or, inside
 //! `multi_tensor`, hands the tensor's buffers to the device's gathered steps, which one more
-//! custom operation at the end launches together ([`launch_all`]).
+//! custom operation per chunk launches together ([`launch_all`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -199,7 +199,8 @@ pub(super) fn register_all(gathered: Vec<DeviceSteps>) {
     }
 }
 
-/// The custom operation of [`register_all`].
+/// The custom operation of [`DeviceSteps::register_launch`]: launches the steps that the
+/// gather operations before it handed on.
 #[derive(Debug)]
 struct GatheredSteps {
     pending: Pending,
