@@ -145,7 +145,7 @@ mod wgpu {
     /// Three launches per step for a module of 3 tensors and for one of as many as one launch
     /// takes ([`burn_novograd::tensors_per_launch`]): the count does not grow with the tensors.
     /// A module of 200 takes three per chunk of that many: on lavapipe, whose WGPU adapter
-    /// allows 31 storage buffers per kernel (9 tensors), 69 instead of 200 (5,000 elements)
+    /// allows about 32 storage buffers per kernel (9 tensors), 69 instead of 200 (5,000 elements)
     /// or 600 (70,000) one by one; on CUDA (340 per launch), 3 and 42 (15 tensors of 70,000
     /// pass `ELEMENTS_PER_LAUNCH`). Three tensors of 600,000 take two chunks.
     #[test]
