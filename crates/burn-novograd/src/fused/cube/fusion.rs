@@ -9,7 +9,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::tensor::CubeTensor;
 use burn_fusion::custom::{
-    CustomOpIr, HandleContainer, Operation, OperationIr, StreamId, TensorIr,
+    CustomOpIr, HandleContainer, Operation, OperationIr, StreamId, TensorId, TensorIr,
 };
 use burn_fusion::{Client, ExecutionError, FusionRuntime, FusionTensor};
 
@@ -21,8 +21,9 @@ use crate::multi_tensor::ELEMENTS_PER_LAUNCH;
 /// Fusion's handles of `CubeBackend`'s tensors.
 type Handles = HandleContainer<<FusionCubeRuntime as FusionRuntime>::FusionHandle>;
 
-/// The steps gathered on one device, which its gather operations fill as they run.
-type Pending = Arc<Mutex<Vec<Entry<CubeTensor>>>>;
+/// The steps gathered on one device, with the ids of their outputs, which its gather
+/// operations fill as they run.
+type Pending = Arc<Mutex<Vec<(Entry<CubeTensor>, Parts<TensorId>)>>>;
 
 /// Fusion's tensors over `CubeBackend`.
 pub(super) type Primitive = FusionTensor<FusionCubeRuntime>;
@@ -84,8 +85,9 @@ pub(super) fn register(
 }
 
 /// The custom operation of one tensor's step: [`launch`] on the `CubeBackend` tensors behind
-/// Fusion's; or, gathered (with `pending`) and when every buffer is uniquely owned, the outputs
-/// are the inputs' buffers, handed to `pending` to be written in place by [`GatheredSteps`].
+/// Fusion's; or, gathered (with `pending`) and when every buffer is uniquely owned, the inputs'
+/// buffers and the outputs' ids go to `pending`, and [`GatheredSteps`] writes the buffers in
+/// place and gives them to the outputs.
 #[derive(Debug)]
 struct FusedStep {
     desc: CustomOpIr,
@@ -109,22 +111,25 @@ impl Operation<FusionCubeRuntime> for FusedStep {
             max_moment_2,
             step: handles.get_int_tensor::<CubeBackend>(step),
         };
-        let stepped = match &self.pending {
+        let mut ids = outputs.iter().map(|output| output.id);
+        let mut next = || ids.next().expect("one output per state tensor");
+        let ids = Parts {
+            param: next(),
+            moment_1: next(),
+            moment_2: next(),
+            max_moment_2: amsgrad.then(&mut next),
+            step: next(),
+        };
+        match &self.pending {
+            // The outputs get their buffers when the launch runs: a read before it finds none
+            // and runs the queue up to the launch, instead of reading the buffers before it.
             Some(pending) if parts.unique() => {
                 let lock = pending.lock();
                 let mut pending = lock.unwrap_or_else(|poisoned| poisoned.into_inner());
-                pending.push(Entry::new(&self.hyper, self.lr, parts.clone(), grad));
-                parts
+                pending.push((Entry::new(&self.hyper, self.lr, parts, grad), ids));
             }
-            _ => launch(&self.hyper, self.lr, parts, grad),
-        };
-        let floats = [stepped.param, stepped.moment_1, stepped.moment_2];
-        let floats = floats.into_iter().chain(stepped.max_moment_2);
-        for (output, tensor) in outputs.iter().zip(floats) {
-            handles.register_float_tensor::<CubeBackend>(&output.id, tensor);
+            _ => register_parts(handles, launch(&self.hyper, self.lr, parts, grad), ids),
         }
-        let step = outputs.last().expect("the step counter");
-        handles.register_int_tensor::<CubeBackend>(&step.id, stepped.step);
         Ok(())
     }
 }
@@ -133,7 +138,8 @@ impl Operation<FusionCubeRuntime> for FusedStep {
 pub(super) struct DeviceSteps {
     client: Client<FusionCubeRuntime>,
     pending: Pending,
-    /// The gathered steps' new parameters, which the launch reads: it runs after them.
+    /// The gathered steps' new parameters: the launch lists them as inputs, so that it comes
+    /// after the operations that gathered them, and gives them their buffers.
     params: Vec<Primitive>,
     /// Tensors per launch on the device ([`max_tensors`]).
     per_launch: usize,
@@ -207,10 +213,27 @@ struct GatheredSteps {
 }
 
 impl Operation<FusionCubeRuntime> for GatheredSteps {
-    fn execute(&self, _handles: &mut Handles) -> Result<(), ExecutionError> {
+    fn execute(&self, handles: &mut Handles) -> Result<(), ExecutionError> {
         let lock = self.pending.lock();
-        let entries = std::mem::take(&mut *lock.unwrap_or_else(|poisoned| poisoned.into_inner()));
-        launch_all(entries);
+        let pending = std::mem::take(&mut *lock.unwrap_or_else(|poisoned| poisoned.into_inner()));
+        let (entries, ids): (Vec<_>, Vec<_>) = pending.into_iter().unzip();
+        for (stepped, ids) in launch_all(entries).into_iter().zip(ids) {
+            register_parts(handles, stepped, ids);
+        }
         Ok(())
     }
+}
+
+/// Gives the output ids of a step its tensors after the step.
+fn register_parts(handles: &mut Handles, parts: Parts<CubeTensor>, ids: Parts<TensorId>) {
+    let floats = [
+        (parts.param, ids.param),
+        (parts.moment_1, ids.moment_1),
+        (parts.moment_2, ids.moment_2),
+    ];
+    let max = parts.max_moment_2.zip(ids.max_moment_2);
+    for (tensor, id) in floats.into_iter().chain(max) {
+        handles.register_float_tensor::<CubeBackend>(&id, tensor);
+    }
+    handles.register_int_tensor::<CubeBackend>(&ids.step, parts.step);
 }
