@@ -40,9 +40,10 @@ use crate::fused;
 /// `multi_tensor` returns. Do not read them inside `step`: on plain CubeCL they still hold the
 /// values before the step, and under Fusion they have no values yet (the read fails). A tensor
 /// whose buffers are shared, with a clone held elsewhere, takes its own step into new buffers,
-/// as outside. If `step` panics, the steps gathered since the last launch do not run: their
-/// parameters and states keep their values from before the step. Nested calls join the
-/// outermost one.
+/// as outside. If `step` panics, the steps gathered since the last launch are not launched: on
+/// plain CubeCL their tensors keep their values from before the step; under Fusion they have no
+/// values, so an optimizer whose step panicked inside `multi_tensor` must not be used again.
+/// Nested calls join the outermost one.
 ///
 /// ```
 /// use burn::nn::{Linear, LinearConfig};

@@ -50,8 +50,8 @@ pub(super) struct Gathered {
 
 /// Runs `step` with this thread's CubeCL steps gathered, then launches those not launched yet
 /// ([`launch_all`]). Nested calls gather into the outermost one. When `step` panics, the steps
-/// gathered since the last launch are dropped unlaunched: the tensors they returned keep their
-/// values from before the step.
+/// gathered since the last launch are dropped unlaunched: on plain `CubeBackend` the tensors
+/// they returned keep their values from before the step; under Fusion they get none.
 pub(crate) fn multi_tensor<R>(step: impl FnOnce() -> R) -> R {
     let outermost = GATHERED.with_borrow_mut(|gathered| {
         let outermost = gathered.is_none();
