@@ -83,6 +83,7 @@ fn ndarray_f64_matches_references() {
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use burn::tensor::{Device, DeviceKind};
+    use burn_novograd::MomentDtype;
 
     fn device() -> Device {
         Device::wgpu(DeviceKind::DefaultDevice)
@@ -91,7 +92,7 @@ mod wgpu {
     #[test]
     #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_takes_the_fused_step_and_matches_references() {
-        super::assert_gpu_parity(&device(), "cubecl-wgpu+fusion");
+        super::assert_cube_parity(&device(), "cubecl-wgpu+fusion");
     }
 
     #[test]
@@ -103,7 +104,7 @@ mod wgpu {
     #[test]
     #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_multi_tensor_step_matches_per_tensor_steps() {
-        crate::state::assert_multi_tensor_matches_per_tensor_steps(&device());
+        crate::state::assert_multi_tensor_matches_per_tensor_steps(&device(), MomentDtype::Param);
     }
 
     /// A bf16 first moment on WGPU: stored in bf16 where the device supports bf16 tensors (by the
@@ -145,6 +146,7 @@ mod wgpu {
 #[cfg(feature = "cuda")]
 mod cuda {
     use burn::tensor::Device;
+    use burn_novograd::MomentDtype;
 
     fn device() -> Device {
         Device::cuda(0)
@@ -153,7 +155,7 @@ mod cuda {
     #[test]
     #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
     fn cuda_takes_the_fused_step_and_matches_references() {
-        super::assert_gpu_parity(&device(), "cubecl-cuda+fusion");
+        super::assert_cube_parity(&device(), "cubecl-cuda+fusion");
     }
 
     #[test]
@@ -165,13 +167,67 @@ mod cuda {
     #[test]
     #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
     fn cuda_multi_tensor_step_matches_per_tensor_steps() {
-        crate::state::assert_multi_tensor_matches_per_tensor_steps(&device());
+        for moment_dtype in [MomentDtype::Param, MomentDtype::Bf16] {
+            crate::state::assert_multi_tensor_matches_per_tensor_steps(&device(), moment_dtype);
+        }
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
+    fn cuda_bf16_moment_stays_within_the_rounding_bound() {
+        crate::moment::assert_bf16_moment_stays_within_the_rounding_bound(&device());
+    }
+
+    #[test]
+    #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
+    fn cuda_bf16_fused_step_matches_the_tensor_op_step() {
+        crate::moment::assert_bf16_fused_step_matches_the_tensor_op_step(&device());
     }
 }
 
-/// `device` takes the fused step named `path`, and replays the references within 1e-5.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-fn assert_gpu_parity(device: &Device, path: &str) {
+/// Burn's CubeCL CPU device (`Device::cpu()`, LLVM-compiled kernels on this CPU), under Fusion:
+/// the fused CubeCL step, with f32 and bf16 first moments (bf16 tensors, which WGPU lacks). Not
+/// ignored: built only with the `cpu` feature, whose build needs LLVM (`.ci/run` runs them).
+#[cfg(feature = "cpu")]
+mod cpu {
+    use burn::tensor::Device;
+    use burn_novograd::MomentDtype;
+
+    fn device() -> Device {
+        Device::cpu()
+    }
+
+    #[test]
+    fn cpu_takes_the_fused_step_and_matches_references() {
+        super::assert_cube_parity(&device(), "cubecl-cpu+fusion");
+    }
+
+    #[test]
+    fn cpu_fused_step_matches_the_tensor_op_step() {
+        super::assert_fused_matches_tensor_ops(super::On::f32(&device()), 1e-6);
+    }
+
+    #[test]
+    fn cpu_multi_tensor_step_matches_per_tensor_steps() {
+        for moment_dtype in [MomentDtype::Param, MomentDtype::Bf16] {
+            crate::state::assert_multi_tensor_matches_per_tensor_steps(&device(), moment_dtype);
+        }
+    }
+
+    #[test]
+    fn cpu_bf16_moment_stays_within_the_rounding_bound() {
+        crate::moment::assert_bf16_moment_stays_within_the_rounding_bound(&device());
+    }
+
+    #[test]
+    fn cpu_bf16_fused_step_matches_the_tensor_op_step() {
+        crate::moment::assert_bf16_fused_step_matches_the_tensor_op_step(&device());
+    }
+}
+
+/// `device` takes the fused CubeCL step named `path`, and replays the references within 1e-5.
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "cpu"))]
+fn assert_cube_parity(device: &Device, path: &str) {
     assert_eq!(NovoGradConfig::new().build().fused_path(device), Some(path));
     assert_parity(On::f32(device), 1e-5);
 }

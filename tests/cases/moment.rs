@@ -1,6 +1,6 @@
-//! A first moment stored in bf16 (`MomentDtype::Bf16`): the fused Flex step against the tensor-op
+//! A first moment stored in bf16 (`MomentDtype::Bf16`): the fused step against the tensor-op
 //! step from the same state, and both against the f32 trajectory, with a bound derived from the
-//! rounding.
+//! rounding, on Flex here (and on CubeCL's CPU runtime and CUDA in `backends`).
 //!
 //! With the gradients fixed, `v` (hence `s = 1/(√v̂ + ε)`) is the same in both runs: they differ
 //! only through the stored `m`. In the moment's decay mode (`InMoment`), with `a` the moment's
@@ -45,9 +45,13 @@ fn gradients(len: usize) -> Vec<Vec<f64>> {
 }
 
 /// The parameter after every step, and the stored first moment after every step.
-fn run(config: &NovoGradConfig, initial: &[f64], grads: &[Vec<f64>]) -> Vec<[Vec<f64>; 2]> {
-    let device = Device::flex();
-    let on = On::f32(&device);
+fn run(
+    device: &Device,
+    config: &NovoGradConfig,
+    initial: &[f64],
+    grads: &[Vec<f64>],
+) -> Vec<[Vec<f64>; 2]> {
+    let on = On::f32(device);
     let shape = [initial.len()];
     let optimizer = config.build();
     let mut param: Tensor<1> = tensor(initial, &shape, on);
@@ -65,6 +69,12 @@ fn run(config: &NovoGradConfig, initial: &[f64], grads: &[Vec<f64>]) -> Vec<[Vec
 
 #[test]
 fn bf16_moment_stays_within_the_rounding_bound_of_the_f32_trajectory() {
+    assert_bf16_moment_stays_within_the_rounding_bound(&Device::flex());
+}
+
+/// On `device`, the bf16 runs (fused and tensor-op steps) stay within the bound of the module's
+/// docs from the f32 tensor-op run, and differ from it.
+pub fn assert_bf16_moment_stays_within_the_rounding_bound(device: &Device) {
     let len = 300_000; // above the fused CPU step's parallel split
     let grads = gradients(len);
     let initial: Vec<f64> = gradients(len)[1].iter().map(|x| x * 10.0).collect();
@@ -81,13 +91,13 @@ fn bf16_moment_stays_within_the_rounding_bound_of_the_f32_trajectory() {
             true => 1.0 - beta_1,
             false => 1.0,
         };
-        let reference = run(&config.clone().with_fused(false), &initial, &grads);
+        let reference = run(device, &config.clone().with_fused(false), &initial, &grads);
         for fused in [true, false] {
             let narrow = config
                 .clone()
                 .with_moment_dtype(MomentDtype::Bf16)
                 .with_fused(fused);
-            let trajectory = run(&narrow, &initial, &grads);
+            let trajectory = run(device, &narrow, &initial, &grads);
             let mut moment_bound = vec![0.0f64; len];
             let mut param_bound = vec![0.0f64; len];
             let mut worst = 0.0f64;
@@ -139,8 +149,12 @@ fn bf16_moment_stays_within_the_rounding_bound_of_the_f32_trajectory() {
 /// ulp (`2⁻⁷·|m|`, where the two f32 values straddle a rounding boundary) plus that f32 noise.
 #[test]
 fn fused_step_with_a_bf16_moment_matches_the_tensor_op_step_from_the_same_state() {
-    let device = Device::flex();
-    let on = On::f32(&device);
+    assert_bf16_fused_step_matches_the_tensor_op_step(&Device::flex());
+}
+
+/// The test above on `device`.
+pub fn assert_bf16_fused_step_matches_the_tensor_op_step(device: &Device) {
+    let on = On::f32(device);
     let mut worst_param = 0.0f64;
     let (mut moments, mut one_ulp_apart) = (0usize, 0usize);
     for case in &Reference::load().cases {
@@ -189,6 +203,12 @@ fn fused_step_with_a_bf16_moment_matches_the_tensor_op_step_from_the_same_state(
     println!(
         "bf16 moment, fused vs tensor ops: w within {worst_param:.2e}; {one_ulp_apart} of \
          {moments} stored m elements one bf16 ulp apart, the others equal"
+    );
+    // The fused step sums `‖g‖²` in another order: equal results everywhere would mean that
+    // the tensor-op step ran on both sides.
+    assert!(
+        worst_param > 0.0 || one_ulp_apart > 0,
+        "the fused step gave the tensor-op step's every bit: was it taken?"
     );
 }
 

@@ -367,15 +367,16 @@ fn state_tensors_stay_on_the_parameter_device() {
     }
 }
 
-/// On a GPU device (under Fusion): training through `ModuleOptimizer` inside `multi_tensor`,
-/// with a parameter group without decay on biases (two launch groups; tensors of 3 to 19,200
+/// On a CubeCL device (under Fusion), with `m` stored as `moment_dtype`: training through
+/// `ModuleOptimizer` inside `multi_tensor`, with a parameter group without decay on biases (two
+/// launch groups; tensors of 3 to 19,200
 /// elements: one and several cubes, 1- and 4-wide vectors), gives bit for bit the parameters of
 /// the per-tensor fused step, and its record resumes bit for bit. With Burn's norm clipping, the
 /// same within 1e-6: Fusion compiles the clipping's reduction into different kernels in
 /// different sequences of operations, which round a last bit differently (measured here: up to
 /// 193 values 1 ulp apart, with or without `multi_tensor`).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-pub fn assert_multi_tensor_matches_per_tensor_steps(device: &Device) {
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "cpu"))]
+pub fn assert_multi_tensor_matches_per_tensor_steps(device: &Device, moment_dtype: MomentDtype) {
     use burn::grad_clipping::GradientClippingConfig;
 
     let device = device.clone().autodiff();
@@ -385,6 +386,7 @@ pub fn assert_multi_tensor_matches_per_tensor_steps(device: &Device) {
         let optimizer = || {
             let config = NovoGradConfig::new()
                 .with_weight_decay(1e-2)
+                .with_moment_dtype(moment_dtype)
                 .with_grad_clipping(clipping.clone());
             let no_decay_config = config.clone().with_weight_decay(0.0);
             config
@@ -450,7 +452,7 @@ pub fn assert_multi_tensor_matches_per_tensor_steps(device: &Device) {
 /// Gradients of `model`'s parameters that depend only on the step and the parameter's shape:
 /// no forward pass, whose matrix products' kernels (autotuned on a GPU) could round differently
 /// between two trainings.
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "cpu"))]
 fn synthetic_grads(model: &TwoLayers, step: usize) -> GradientsParams {
     let mut grads = GradientsParams::new();
     let values = |len: usize, salt: usize| {

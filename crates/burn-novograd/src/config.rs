@@ -78,9 +78,10 @@ pub struct NovoGradConfig {
     #[config(default = "MomentDtype::Param")]
     pub moment_dtype: MomentDtype,
     /// Take the backend's fused step where there is one (Flex, f32 with an f32 or bf16 moment
-    /// and f64, with this crate's `flex` feature; Burn's WGPU and CUDA backends, with or without
-    /// Fusion, f32 with an f32 moment, with its `wgpu` and `cuda` features); `false` forces the tensor-op step on every backend. Both
-    /// compute the same equations; [`NovoGrad::fused_path`] says which step a device gets.
+    /// and f64, with this crate's `flex` feature; Burn's CubeCL backends on WGPU, CUDA and the
+    /// CPU, with or without Fusion, f32 with an f32 or bf16 moment, with its `wgpu`, `cuda` and
+    /// `cpu` features); `false` forces the tensor-op step on every backend. Both compute the
+    /// same equations; [`NovoGrad::fused_path`] says which step a device gets.
     #[config(default = true)]
     pub fused: bool,
     /// [Gradient clipping](GradientClippingConfig), applied by [`init`](Self::init) before the step.

@@ -10,7 +10,8 @@ pub mod multi;
 
 use cubecl::prelude::*;
 
-/// Units per cube of every kernel (WebGPU's guaranteed maximum).
+/// Most units per cube of every kernel (WebGPU's guaranteed maximum); the kernels take any
+/// power of two up to it.
 pub const CUBE_SIZE: u32 = 256;
 
 /// `Σ value` over the units of the cube, in shared memory; every unit gets the sum.
@@ -235,16 +236,30 @@ fn next_param<N: Size>(
     }
 }
 
+/// A stored `m` (f32 or bf16) in f32, exactly.
+#[cube]
+fn stored_f32<M: Float, N: Size>(m: Vector<M, N>) -> Vector<f32, N> {
+    Vector::cast_from(m)
+}
+
+/// `m` rounded to its storage `M`: to nearest, ties to even (the device's conversion, as Burn's
+/// `cast` in the tensor-op step).
+#[cube]
+fn stored<M: Float, N: Size>(m: Vector<f32, N>) -> Vector<M, N> {
+    Vector::cast_from(m)
+}
+
 /// `w` and `m` of the vectors `start, start + stride, …` ([`next_moment_1`], [`next_param`]),
-/// left as they were when the step is skipped.
+/// left as they were when the step is skipped. `m` is stored as `M` (f32 or bf16) and computed
+/// in f32: `w` takes the unrounded `m_t`.
 #[cube]
 #[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
-fn update_elements<N: Size>(
+fn update_elements<M: Float, N: Size>(
     param: &Tensor<Vector<f32, N>>,
-    moment_1: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<M, N>>,
     grad: &Tensor<Vector<f32, N>>,
     param_out: &mut Tensor<Vector<f32, N>>,
-    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<M, N>>,
     factors: &Factors,
     hyper: &Hyper,
     start: usize,
@@ -256,10 +271,10 @@ fn update_elements<N: Size>(
     while index < param.len() {
         let w = param[index];
         let m = moment_1[index];
-        let m_next = next_moment_1(w, m, grad[index], &factors, decay_on_update);
+        let m_next = next_moment_1(w, stored_f32(m), grad[index], &factors, decay_on_update);
         let w_next = next_param(w, m_next, &factors, decay_on_update);
         param_out[index] = select(factors.applied, w_next, w);
-        moment_1_out[index] = select(factors.applied, m_next, m);
+        moment_1_out[index] = select(factors.applied, stored::<M, N>(m_next), m);
         index += stride;
     }
 }
@@ -356,22 +371,22 @@ fn finish_state<I: Int>(
 /// barrier, so the outputs may alias the inputs (in place).
 #[cube(launch)]
 #[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
-pub fn step_in_one_cube<I: Int, N: Size>(
+pub fn step_in_one_cube<I: Int, M: Float, N: Size>(
     param: &Tensor<Vector<f32, N>>,
-    moment_1: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<M, N>>,
     grad: &Tensor<Vector<f32, N>>,
     moment_2: &Tensor<f32>,
     step: &Tensor<I>,
     max_moment_2: ComptimeOption<&Tensor<f32>>,
     param_out: &mut Tensor<Vector<f32, N>>,
-    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<M, N>>,
     moment_2_out: &mut Tensor<f32>,
     step_out: &mut Tensor<I>,
     mut max_moment_2_out: ComptimeOption<&mut Tensor<f32>>,
     hyper: Hyper,
     #[comptime] bias_correction: bool,
     #[comptime] decay_on_update: bool,
-    #[define(I)] _step_dtype: ElemType,
+    #[define(I, M)] _step_and_moment_dtypes: [ElemType; 2],
 ) {
     let before = before(step, moment_2, &max_moment_2);
     let steps = step[0];
@@ -448,15 +463,17 @@ pub fn finish_norm<I: Int>(
 /// `w` and `m` of one NovoGrad step of a tensor, with the factors that [`finish_norm`] left in
 /// the workspace: an element-wise kernel, without a barrier.
 #[cube(launch)]
-pub fn update<N: Size>(
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+pub fn update<M: Float, N: Size>(
     param: &Tensor<Vector<f32, N>>,
-    moment_1: &Tensor<Vector<f32, N>>,
+    moment_1: &Tensor<Vector<M, N>>,
     grad: &Tensor<Vector<f32, N>>,
     workspace: &Tensor<f32>,
     param_out: &mut Tensor<Vector<f32, N>>,
-    moment_1_out: &mut Tensor<Vector<f32, N>>,
+    moment_1_out: &mut Tensor<Vector<M, N>>,
     hyper: Hyper,
     #[comptime] decay_on_update: bool,
+    #[define(M)] _moment_dtype: ElemType,
 ) {
     let factors = read_factors(workspace, 0);
     let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;

@@ -1,9 +1,9 @@
-//! The fused step on Burn's CubeCL backend, for WGPU and CUDA devices: one kernel launch per
-//! tensor that one cube covers, three per larger tensor ([`kernel`]), or three per chunk of
-//! tensors inside `multi_tensor` ([`multi`]); the step decided on the device, no host read, no
-//! buffer allocated per step. `w`, `m` and the state's one-element
-//! tensors are updated in place when their buffers are uniquely owned. f32 parameters only;
-//! other dtypes take the tensor-op step.
+//! The fused step on Burn's CubeCL backend, for WGPU, CUDA and CubeCL's CPU runtime: one kernel
+//! launch per tensor that one cube covers, three per larger tensor ([`kernel`]), or three per
+//! chunk of tensors inside `multi_tensor` ([`multi`]); the step decided on the device, no host
+//! read, no buffer allocated per step. `w`, `m` and the state's one-element tensors are updated
+//! in place when their buffers are uniquely owned. f32 parameters only, with `m` stored in f32
+//! or bf16 (read and written as bf16 by the kernels); other dtypes take the tensor-op step.
 //!
 //! Burn's `Cube` backend is plain `CubeBackend`, or `Fusion<CubeBackend>` when Burn's Fusion is
 //! on, build-wide. On Fusion (crate feature `fusion`) the step is one custom operation in the
@@ -33,7 +33,8 @@ use burn::tensor::{DType, Device, Int, Shape, Tensor};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, empty_device_dtype};
 use burn_cubecl::tensor::CubeTensor;
-use cubecl::ir::{ElemType, IntKind};
+use cubecl::client::Client;
+use cubecl::ir::{ElemType, FloatKind, IntKind};
 use cubecl::prelude::*;
 
 use super::Inputs;
@@ -79,8 +80,8 @@ fn holding() -> Option<Holding> {
     None
 }
 
-/// The name of this step on `device` (`"cubecl-wgpu"`, `"cubecl-cuda"`, with `"+fusion"` under
-/// Fusion), if it runs there: a CubeCL device of a runtime compiled in, and a known holding.
+/// The name of this step on `device` (`"cubecl-wgpu"`, `"cubecl-cuda"`, `"cubecl-cpu"`, with
+/// `"+fusion"` under Fusion), if it runs there: a CubeCL device of a runtime compiled in, and a known holding.
 pub(super) fn path(device: &DispatchDevice) -> Option<&'static str> {
     #[allow(unreachable_patterns)] // `Cube` is the only variant in some builds.
     let runtime = match device {
@@ -96,13 +97,17 @@ pub(super) fn path(device: &DispatchDevice) -> Option<&'static str> {
         (RuntimeId::Cuda, Holding::Plain) => Some("cubecl-cuda"),
         #[cfg(all(feature = "cuda", feature = "fusion"))]
         (RuntimeId::Cuda, Holding::Fusion) => Some("cubecl-cuda+fusion"),
+        #[cfg(feature = "cpu")]
+        (RuntimeId::Cpu, Holding::Plain) => Some("cubecl-cpu"),
+        #[cfg(all(feature = "cpu", feature = "fusion"))]
+        (RuntimeId::Cpu, Holding::Fusion) => Some("cubecl-cpu+fusion"),
         _ => None,
     }
 }
 
 /// The fused step when the parameter's device takes it ([`path`]), every input lives on that
-/// device without autodiff, the parameter, gradient and moments are f32 and the step counter is
-/// an i32 or i64; anything else is handed back untouched.
+/// device without autodiff, the parameter, gradient and `v` are f32, `m` is f32 or bf16 and the
+/// step counter is an i32 or i64; anything else is handed back untouched.
 pub(super) fn step<const D: usize>(
     hyper: &Hyper,
     lr: LearningRate,
@@ -139,7 +144,8 @@ fn takes<const D: usize>((param, grad, state): &Inputs<D>) -> Option<Holding> {
     let f32_on_device = |dtype: DType, other: Device| dtype == DType::F32 && on_device(other);
     let supported = param.dtype() == DType::F32
         && f32_on_device(grad.dtype(), grad.device())
-        && f32_on_device(state.moment_1.dtype(), state.moment_1.device())
+        && matches!(state.moment_1.dtype(), DType::F32 | DType::BF16)
+        && on_device(state.moment_1.device())
         && f32_on_device(state.moment_2.dtype(), state.moment_2.device())
         && (state.max_moment_2.as_ref()).is_none_or(|max| f32_on_device(max.dtype(), max.device()))
         && matches!(state.step.dtype(), DType::I32 | DType::I64)
@@ -261,8 +267,8 @@ fn launch(
     let vector_size = vector_size(&param);
     let vectors = param.meta.num_elements() / vector_size;
     let cubes = |per_unit: usize, most: usize| cube_count(vectors, per_unit, most) as u32;
-    let cube_dim = CubeDim::new_1d(CUBE_SIZE);
-    let step_dtype = step_elem_type(&step);
+    let cube_dim = cube_dim(&client);
+    let (step_dtype, moment_dtype) = (elem_type(&step), elem_type(&moment_1));
     let decay_on_update = hyper.weight_decay_mode == WeightDecayMode::OnUpdate;
 
     // Every output is its input, in place, when the input's buffer is unique (`output`).
@@ -291,7 +297,7 @@ fn launch(
             hyper_arg(hyper, lr),
             hyper.bias_correction,
             decay_on_update,
-            step_dtype,
+            [step_dtype, moment_dtype],
         );
         return Parts {
             param: param_out,
@@ -342,6 +348,7 @@ fn launch(
         moment_1_arg,
         hyper_arg(hyper, lr),
         decay_on_update,
+        moment_dtype,
     );
     Parts {
         param: param_out,
@@ -359,6 +366,18 @@ fn vector_size(tensor: &CubeTensor) -> usize {
         .filter(|size| len.is_multiple_of(*size))
         .max()
         .unwrap_or(1)
+}
+
+/// Units per cube on `client`'s device: [`CUBE_SIZE`], or the largest power of two below it that
+/// the device allows (on CubeCL's CPU runtime, one per core: there each unit of a kernel with a
+/// barrier is a thread of its own, and 256 of them spinning on two cores took minutes per step).
+fn cube_dim(client: &Client) -> CubeDim {
+    let most = client
+        .properties()
+        .hardware
+        .max_units_per_cube
+        .clamp(1, CUBE_SIZE);
+    CubeDim::new_1d(1 << most.ilog2())
 }
 
 /// Cubes for `vectors` vectors at `per_unit` vectors per unit, between 1 and `most`.
@@ -381,11 +400,15 @@ fn hyper_arg(hyper: &Hyper, lr: LearningRate) -> HyperLaunch {
     )
 }
 
-/// The kernels' element type of the step counter `step` (i32 or i64).
-fn step_elem_type(step: &CubeTensor) -> ElemType {
-    match step.dtype {
+/// The kernels' element type of `tensor`: the step counter's (i32 or i64) or the first
+/// moment's (f32 or bf16), the dtypes [`takes`] accepts.
+fn elem_type(tensor: &CubeTensor) -> ElemType {
+    match tensor.dtype {
+        DType::I32 => ElemType::Int(IntKind::I32),
         DType::I64 => ElemType::Int(IntKind::I64),
-        _ => ElemType::Int(IntKind::I32),
+        DType::F32 => ElemType::Float(FloatKind::F32),
+        DType::BF16 => ElemType::Float(FloatKind::BF16),
+        other => unreachable!("the step does not take {other:?} tensors"),
     }
 }
 

@@ -1,8 +1,8 @@
 //! The multi-tensor step ([`crate::multi_tensor`]) on CubeCL: while it runs, each tensor's
 //! fused step is gathered instead of launched, and returns the tensors that the gathered step
 //! will write in place. The gathered steps are launched together, three kernels
-//! ([`kernel::multi`]) per group of tensors (one device, vector width, step-counter dtype,
-//! amsgrad or not, hyper-parameters and learning rate), once they reach the kernels' binding
+//! ([`kernel::multi`]) per group of tensors (one device, vector width, step-counter and `m`
+//! dtypes, amsgrad or not, hyper-parameters and learning rate), once they reach the kernels' binding
 //! limit ([`max_tensors`]) or [`ELEMENTS_PER_LAUNCH`], and at the end. Under Fusion each launch
 //! is a custom operation ([`fusion::register_all`]).
 //!
@@ -24,10 +24,10 @@ use cubecl::prelude::*;
 
 #[cfg(feature = "fusion")]
 use super::fusion;
-use super::kernel::{self, CUBE_SIZE, FACTOR_SLOTS};
+use super::kernel::{self, FACTOR_SLOTS};
 use super::{
     Entry, MAX_PARTIALS, MAX_UPDATE_CUBES, NORM_VECTORS_PER_UNIT, Parts, UPDATE_VECTORS_PER_UNIT,
-    cube_count, hyper_arg, step_elem_type, vector_size, workspace,
+    cube_count, cube_dim, elem_type, hyper_arg, vector_size, workspace,
 };
 use crate::config::WeightDecayMode;
 use crate::hyper::Hyper;
@@ -144,6 +144,7 @@ struct Group {
     vector_size: usize,
     amsgrad: bool,
     step_dtype: DType,
+    moment_1_dtype: DType,
     hyper: Hyper,
     lr: LearningRate,
 }
@@ -155,6 +156,7 @@ impl Group {
             vector_size: vector_size(&entry.parts.param),
             amsgrad: entry.parts.max_moment_2.is_some(),
             step_dtype: entry.parts.step.dtype,
+            moment_1_dtype: entry.parts.moment_1.dtype,
             hyper: entry.hyper,
             lr: entry.lr,
         }
@@ -219,7 +221,7 @@ fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
         FACTOR_SLOTS * entries.len() + total(&norm_cubes) as usize,
     );
     let sequence = |first_cubes: &[usize]| first_cubes.iter().copied().collect::<SequenceArg<_>>();
-    let cube_dim = CubeDim::new_1d(CUBE_SIZE);
+    let cube_dim = cube_dim(&client);
     let hyper = || hyper_arg(&group.hyper, group.lr);
 
     kernel::multi::grad_norm_partials::launch(
@@ -246,7 +248,7 @@ fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
         sequence(&norm_cubes),
         hyper(),
         group.hyper.bias_correction,
-        step_elem_type(&entries[0].parts.step),
+        elem_type(&entries[0].parts.step),
     );
     kernel::multi::update::launch(
         &client,
@@ -260,6 +262,7 @@ fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
         sequence(&update_cubes),
         hyper(),
         group.hyper.weight_decay_mode == WeightDecayMode::OnUpdate,
+        elem_type(&entries[0].parts.moment_1),
     );
 }
 

@@ -13,7 +13,7 @@ use cubecl::prelude::*;
 
 use super::{
     Before, FACTOR_SLOTS, Hyper, cube_sum, next_moment_1, next_param, read_factors, scalars,
-    state_after, sum_of_squares, vector_factors, write_factors,
+    state_after, stored, stored_f32, sum_of_squares, vector_factors, write_factors,
 };
 
 /// `workspace[FACTOR_SLOTS·n + c] = Σ g²` over the elements of its tensor that cube `c` visits
@@ -106,16 +106,19 @@ pub fn finish_norms<I: Int>(
 }
 
 /// `w` and `m` of every tensor in place, with the factors that [`finish_norms`] left in the
-/// workspace (`next_moment_1`, `next_param`); a skipped tensor is not written.
+/// workspace (`next_moment_1`, `next_param`; `m` stored as `M`, f32 or bf16); a skipped tensor
+/// is not written.
 #[cube(launch)]
-pub fn update<N: Size>(
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+pub fn update<M: Float, N: Size>(
     params: &mut Sequence<OwnedTensor<Vector<f32, N>>>,
-    moments_1: &mut Sequence<OwnedTensor<Vector<f32, N>>>,
+    moments_1: &mut Sequence<OwnedTensor<Vector<M, N>>>,
     grads: &Sequence<OwnedTensor<Vector<f32, N>>>,
     workspace: &Tensor<f32>,
     first_cubes: Sequence<usize>,
     hyper: Hyper,
     #[comptime] decay_on_update: bool,
+    #[define(M)] _moment_dtype: ElemType,
 ) {
     let tensors = comptime!(grads.len());
     let cube = CUBE_POS_X as usize;
@@ -133,10 +136,10 @@ pub fn update<N: Size>(
             let mut index = (cube - first) * units + UNIT_POS_X as usize;
             while factors.applied && index < param.len() {
                 let w = param[index];
-                let m_next =
-                    next_moment_1(w, moment_1[index], grad[index], &factors, decay_on_update);
+                let m = stored_f32(moment_1[index]);
+                let m_next = next_moment_1(w, m, grad[index], &factors, decay_on_update);
                 param[index] = next_param(w, m_next, &factors, decay_on_update);
-                moment_1[index] = m_next;
+                moment_1[index] = stored::<M, N>(m_next);
                 index += stride;
             }
         }
