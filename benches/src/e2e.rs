@@ -6,6 +6,7 @@ use std::time::Duration;
 use burn::prelude::*;
 use burn::tensor::Distribution;
 use burn::train::TrainStep;
+use burn_novograd::MomentDtype;
 use clap::ValueEnum;
 use example_kit::{AnyOptimizer, Defaults, OptimizerName, OptimizerSpec, state_bytes};
 use serde::{Deserialize, Serialize};
@@ -43,11 +44,12 @@ pub trait TrainingStep {
     fn state_bytes(&self) -> usize;
 }
 
-/// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters) on
-/// `device`, an autodiff device.
+/// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters;
+/// NovoGrad with `m` stored as `moment_dtype`) on `device`, an autodiff device.
 pub fn training_step(
     workload: Workload,
     optimizer: OptimizerName,
+    moment_dtype: MomentDtype,
     batch_size: usize,
     device: &Device,
     seed: u64,
@@ -64,7 +66,7 @@ pub fn training_step(
             Box::new(Stepper::new(
                 model,
                 batch,
-                optimizer,
+                (optimizer, moment_dtype),
                 &mnist::DEFAULTS,
                 device,
             ))
@@ -86,7 +88,7 @@ pub fn training_step(
             Box::new(Stepper::new(
                 model,
                 batch,
-                optimizer,
+                (optimizer, moment_dtype),
                 &char_lm::DEFAULTS,
                 device,
             ))
@@ -106,11 +108,14 @@ impl<M: TrainStep> Stepper<M> {
     fn new(
         model: M,
         batch: M::Input,
-        optimizer: OptimizerName,
+        (optimizer, moment_dtype): (OptimizerName, MomentDtype),
         defaults: &Defaults,
         device: &Device,
     ) -> Self {
-        let spec = OptimizerSpec::new(optimizer, defaults, None, None);
+        let mut spec = OptimizerSpec::new(optimizer, defaults, None, None);
+        if let Some(novograd) = &mut spec.novograd {
+            novograd.moment_dtype = moment_dtype;
+        }
         Self {
             model: Some(model),
             batch,

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use burn::tensor::Device;
+use burn_novograd::MomentDtype;
 use example_kit::{BackendName, Job, OptimizerName};
 use serde::Serialize;
 
@@ -148,7 +149,17 @@ impl Job for Suite {
             eprintln!("{}: training steps of {workload:?}", self.backend);
             let mut runners: Vec<Box<dyn TrainingStep>> = OPTIMIZERS
                 .iter()
-                .map(|&optimizer| training_step(workload, optimizer, batch_size, device, self.seed))
+                .map(|&optimizer| {
+                    let moment_dtype = MomentDtype::Param;
+                    training_step(
+                        workload,
+                        optimizer,
+                        moment_dtype,
+                        batch_size,
+                        device,
+                        self.seed,
+                    )
+                })
                 .collect();
             let stats = interleaved(&mut runners, self.e2e_sampling, |runner| runner.step());
             e2e.extend(

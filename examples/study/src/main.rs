@@ -4,6 +4,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::{Parser, Subcommand};
+use example_kit::cli::MomentStorage;
 use example_kit::mnist::Mnist;
 use example_kit::text::CharCorpus;
 use example_kit::{BackendName, OptimizerName, fail};
@@ -60,6 +61,8 @@ enum Probe {
         workload: Workload,
         #[arg(long, value_enum)]
         optimizer: OptimizerName,
+        #[arg(long, value_enum, default_value_t = MomentStorage::Param)]
+        moment_dtype: MomentStorage,
         #[arg(long)]
         steps: usize,
     },
@@ -71,9 +74,11 @@ fn main() {
         backend,
         workload,
         optimizer,
+        moment_dtype,
         steps,
     }) = args.probe
     {
+        let optimizer = (optimizer, moment_dtype.into());
         let measured =
             memory::probe(backend, workload, optimizer, steps).unwrap_or_else(|e| fail(e));
         println!(

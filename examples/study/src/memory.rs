@@ -5,6 +5,7 @@ use std::path::Path;
 use std::process::Command;
 
 use burn::tensor::Device;
+use burn_novograd::MomentDtype;
 use clap::ValueEnum;
 use example_kit::{BackendName, Job, OptimizerName, run_on};
 use novograd_benches::e2e::{Workload, training_step};
@@ -17,6 +18,8 @@ pub struct Memory {
     pub workload: Workload,
     /// The optimizer.
     pub optimizer: OptimizerName,
+    /// How NovoGrad stores `m` (`Param` for the other optimizers).
+    pub moment_dtype: MomentDtype,
     /// Optimizer state as its burnpack record (what a checkpoint stores).
     pub state_bytes: usize,
     /// The process's peak resident memory (VmHWM), KiB; 0 where /proc is missing.
@@ -26,6 +29,7 @@ pub struct Memory {
 struct Probe {
     workload: Workload,
     optimizer: OptimizerName,
+    moment_dtype: MomentDtype,
     steps: usize,
 }
 
@@ -34,7 +38,15 @@ impl Job for Probe {
 
     fn run(self, devices: Vec<Device>) -> usize {
         let batch = self.workload.default_batch();
-        let mut step = training_step(self.workload, self.optimizer, batch, &devices[0], 1);
+        let (optimizer, moment_dtype) = (self.optimizer, self.moment_dtype);
+        let mut step = training_step(
+            self.workload,
+            optimizer,
+            moment_dtype,
+            batch,
+            &devices[0],
+            1,
+        );
         for _ in 0..self.steps.max(1) {
             step.step();
         }
@@ -42,11 +54,12 @@ impl Job for Probe {
     }
 }
 
-/// Trains `steps` steps of `workload` with `optimizer` in this process and reports its memory.
+/// Trains `steps` steps of `workload` with `optimizer` (NovoGrad's `m` stored as
+/// `moment_dtype`) in this process and reports its memory.
 pub fn probe(
     backend: BackendName,
     workload: Workload,
-    optimizer: OptimizerName,
+    (optimizer, moment_dtype): (OptimizerName, MomentDtype),
     steps: usize,
 ) -> Result<Memory, String> {
     let state_bytes = run_on(
@@ -55,6 +68,7 @@ pub fn probe(
         Probe {
             workload,
             optimizer,
+            moment_dtype,
             steps,
         },
     )?;
@@ -67,12 +81,14 @@ pub fn probe(
     Ok(Memory {
         workload,
         optimizer,
+        moment_dtype,
         state_bytes,
         peak_kib,
     })
 }
 
-/// Runs one probe process (`exe probe …`) per model and optimizer.
+/// Runs one probe process (`exe probe …`) per model and optimizer, and one more for NovoGrad
+/// with its first moment in bf16.
 pub fn measure(
     exe: &Path,
     backend: BackendName,
@@ -81,7 +97,17 @@ pub fn measure(
 ) -> Result<Vec<Memory>, String> {
     let mut measured = Vec::new();
     for workload in Workload::ALL {
-        for &optimizer in optimizers {
+        let bf16 = optimizers
+            .contains(&OptimizerName::Novograd)
+            .then_some((OptimizerName::Novograd, MomentDtype::Bf16));
+        let runs = optimizers
+            .iter()
+            .map(|&optimizer| (optimizer, MomentDtype::Param));
+        for (optimizer, moment_dtype) in runs.chain(bf16) {
+            let moment_dtype_arg = match moment_dtype {
+                MomentDtype::Param => "param",
+                MomentDtype::Bf16 => "bf16",
+            };
             let output = Command::new(exe)
                 .args(["probe", "--backend", &backend.to_string(), "--steps"])
                 .arg(steps.to_string())
@@ -90,6 +116,7 @@ pub fn measure(
                     workload.to_possible_value().expect("named").get_name(),
                 ])
                 .args(["--optimizer", &optimizer.to_string()])
+                .args(["--moment-dtype", moment_dtype_arg])
                 .output()
                 .map_err(|error| format!("could not start {}: {error}", exe.display()))?;
             if !output.status.success() {

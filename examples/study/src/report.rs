@@ -4,6 +4,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use burn_novograd::MomentDtype;
 use example_kit::{OptimizerName, Series, plot};
 use novograd_benches::e2e::Workload;
 use novograd_benches::report::Machine;
@@ -591,9 +592,13 @@ impl Study<'_> {
             let adamw = measured
                 .iter()
                 .find(|r| r.workload == row.workload && r.optimizer == OptimizerName::Adamw);
+            let storage = match row.moment_dtype {
+                MomentDtype::Param => "",
+                MomentDtype::Bf16 => " (`m` in bf16)",
+            };
             let _ = writeln!(
                 md,
-                "| {:?} | {} | {} | {} | {:.1} MiB |",
+                "| {:?} | {}{storage} | {} | {} | {:.1} MiB |",
                 row.workload,
                 row.optimizer,
                 row.state_bytes,
@@ -606,18 +611,27 @@ impl Study<'_> {
         }
         let _ = writeln!(md);
         for workload in Workload::ALL {
-            let row = |optimizer| {
-                measured
-                    .iter()
-                    .find(|r| r.workload == workload && r.optimizer == optimizer)
+            let row = |optimizer, moment_dtype| {
+                measured.iter().find(|r| {
+                    (r.workload, r.optimizer, r.moment_dtype) == (workload, optimizer, moment_dtype)
+                })
             };
-            if let (Some(novograd), Some(adamw)) =
-                (row(OptimizerName::Novograd), row(OptimizerName::Adamw))
-            {
+            let row_param = |optimizer| row(optimizer, MomentDtype::Param);
+            if let (Some(novograd), Some(adamw)) = (
+                row_param(OptimizerName::Novograd),
+                row_param(OptimizerName::Adamw),
+            ) {
+                let bf16 =
+                    row(OptimizerName::Novograd, MomentDtype::Bf16).map_or(String::new(), |bf16| {
+                        format!(
+                            " With `m` in bf16 the state is {:.3}× AdamW's.",
+                            bf16.state_bytes as f64 / adamw.state_bytes as f64
+                        )
+                    });
                 let mib = |bytes: f64| bytes / f64::from(1 << 20);
                 let _ = writeln!(
                     md,
-                    "What the data say ({workload:?}): NovoGrad's state is {:.3}× AdamW's ({:.2} MiB less); the process peak is {:.1} MiB with NovoGrad vs {:.1} MiB with AdamW ({:+.1} MiB).",
+                    "What the data say ({workload:?}): NovoGrad's state is {:.3}× AdamW's ({:.2} MiB less); the process peak is {:.1} MiB with NovoGrad vs {:.1} MiB with AdamW ({:+.1} MiB).{bf16}",
                     novograd.state_bytes as f64 / adamw.state_bytes as f64,
                     mib(adamw.state_bytes as f64 - novograd.state_bytes as f64),
                     novograd.peak_kib as f64 / 1024.0,

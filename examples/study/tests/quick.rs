@@ -67,6 +67,9 @@ fn quick_study_writes_the_report() {
         "What the data say: the widest range",
         "| MnistCnn | novograd |",
         "| CharLm | lion |",
+        "| MnistCnn | novograd (`m` in bf16) |",
+        "| CharLm | novograd (`m` in bf16) |",
+        "With `m` in bf16 the state is",
     ] {
         assert!(
             report.contains(section),
