@@ -45,11 +45,10 @@ pub trait TrainingStep {
 }
 
 /// `batch_size` of `workload` trained by `optimizer` (the example's default hyperparameters;
-/// NovoGrad with `m` stored as `moment_dtype`) on `device`, an autodiff device.
+/// NovoGrad with `m` stored as the pair's dtype) on `device`, an autodiff device.
 pub fn training_step(
     workload: Workload,
-    optimizer: OptimizerName,
-    moment_dtype: MomentDtype,
+    optimizer: (OptimizerName, MomentDtype),
     batch_size: usize,
     device: &Device,
     seed: u64,
@@ -66,7 +65,7 @@ pub fn training_step(
             Box::new(Stepper::new(
                 model,
                 batch,
-                (optimizer, moment_dtype),
+                optimizer,
                 &mnist::DEFAULTS,
                 device,
             ))
@@ -88,7 +87,7 @@ pub fn training_step(
             Box::new(Stepper::new(
                 model,
                 batch,
-                (optimizer, moment_dtype),
+                optimizer,
                 &char_lm::DEFAULTS,
                 device,
             ))

@@ -150,15 +150,8 @@ impl Job for Suite {
             let mut runners: Vec<Box<dyn TrainingStep>> = OPTIMIZERS
                 .iter()
                 .map(|&optimizer| {
-                    let moment_dtype = MomentDtype::Param;
-                    training_step(
-                        workload,
-                        optimizer,
-                        moment_dtype,
-                        batch_size,
-                        device,
-                        self.seed,
-                    )
+                    let optimizer = (optimizer, MomentDtype::Param);
+                    training_step(workload, optimizer, batch_size, device, self.seed)
                 })
                 .collect();
             let stats = interleaved(&mut runners, self.e2e_sampling, |runner| runner.step());

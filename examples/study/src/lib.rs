@@ -1,6 +1,7 @@
 //! The NovoGrad paper's claims, measured with seeded trainings: learning-rate and
 //! initialisation robustness and large batch on MNIST (a perceptron on the full data, [`mlp`],
-//! trained to its plateau), a learning-rate sweep of a small character-level transformer (the
+//! trained to its plateau; at large batch each optimizer's rate both scaled by a rule and tuned
+//! at each batch size), a learning-rate sweep of a small character-level transformer (the
 //! char-LM example's model, narrower; 1,002 steps, short of its plateau, which the report
 //! checks and says), and memory. Peers: Burn's AdamW, SGD with momentum, LAMB
 //! and Lion. `cargo run --release -p study` writes `STUDY.md` and its plots; a run already
@@ -89,6 +90,16 @@ pub struct MnistBudget {
     pub batch_epochs: usize,
     /// Seeds of the large-batch sweep.
     pub batch_seeds: Vec<u64>,
+    /// Batch sizes at which each optimizer's rate is also tuned (a learning-rate sweep centred
+    /// on the scaling rule's rate), with the large-batch sweep's epochs.
+    pub tuned_batch_sizes: Vec<usize>,
+    /// Grid rates in the first window of each tuned sweep.
+    pub tuned_lr_points: usize,
+    /// A tuned window whose best rate is at an edge grows by a rate on that side, up to this
+    /// many.
+    pub tuned_lr_max_points: usize,
+    /// Seeds of the tuned sweeps.
+    pub tuned_seeds: Vec<u64>,
 }
 
 /// The char-LM part of the budget.
@@ -145,6 +156,10 @@ impl Budget {
                 // 60,000 images: 8 steps per epoch at 8192, 160 in all.
                 batch_epochs: 20,
                 batch_seeds: vec![1],
+                tuned_batch_sizes: vec![2048, 8192],
+                tuned_lr_points: 5,
+                tuned_lr_max_points: 7,
+                tuned_seeds: vec![1, 2],
             },
             lm: LmBudget {
                 d_model: 64,
@@ -179,6 +194,10 @@ impl Budget {
                 batch_sizes: vec![32, 128],
                 batch_epochs: 1,
                 batch_seeds: vec![1],
+                tuned_batch_sizes: vec![128],
+                tuned_lr_points: 3,
+                tuned_lr_max_points: 3,
+                tuned_seeds: vec![1],
             },
             lm: LmBudget {
                 d_model: 16,
@@ -539,6 +558,8 @@ pub struct Sweeps {
     pub init: Vec<Point>,
     /// MNIST: batch size, each optimizer's best rate scaled.
     pub batch: Vec<Point>,
+    /// MNIST: learning rate at each tuned batch size, around the scaled rate.
+    pub tuned: Vec<Point>,
     /// char-LM: learning rate.
     pub lm: Vec<Point>,
 }
@@ -574,7 +595,8 @@ pub fn sweeps(
         epochs,
         seed,
     };
-    let (mut lr, mut init, mut batch, mut lm) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut lr, mut init, mut batch, mut tuned) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut lm = Vec::new();
     for optimizer in OPTIMIZERS {
         let sweep = lr_sweep(
             |rate, seed| trainer.train(mnist_run(optimizer, rate, 1.0, b.batch, b.epochs, seed)),
@@ -591,12 +613,23 @@ pub fn sweeps(
                 init.push(trainer.train(run));
             }
         }
+        let rule = |size| (best * lr_scaling(optimizer, size, b.batch)).min(grid_lr(MAX_INDEX));
         for &seed in &b.batch_seeds {
             for &size in &b.batch_sizes {
-                let rate = (best * lr_scaling(optimizer, size, b.batch)).min(grid_lr(MAX_INDEX));
-                let run = mnist_run(optimizer, rate, 1.0, size, b.batch_epochs, seed);
+                let run = mnist_run(optimizer, rule(size), 1.0, size, b.batch_epochs, seed);
                 batch.push(trainer.train(run));
             }
+        }
+        for &size in &b.tuned_batch_sizes {
+            tuned.extend(lr_sweep(
+                |rate, seed| {
+                    trainer.train(mnist_run(optimizer, rate, 1.0, size, b.batch_epochs, seed))
+                },
+                rule(size),
+                &b.tuned_seeds,
+                (b.tuned_lr_points, b.tuned_lr_max_points),
+                false,
+            ));
         }
     }
     let l = &budget.lm;
@@ -629,6 +662,7 @@ pub fn sweeps(
         lr,
         init,
         batch,
+        tuned,
         lm,
     }
 }
@@ -649,6 +683,10 @@ mod tests {
         assert_eq!((b.train_images, b.test_images), (None, None));
         let steps_at_8192 = b.batch_epochs * 60_000usize.div_ceil(8192);
         assert!(steps_at_8192 >= 150, "{steps_at_8192}");
+        // Each optimizer tuned at 2048 and 8192: at least 5 rates, 2 seeds.
+        assert_eq!(b.tuned_batch_sizes, [2048, 8192]);
+        assert!(b.tuned_lr_points >= 5 && b.tuned_lr_max_points >= b.tuned_lr_points);
+        assert!(b.tuned_seeds.len() >= 2);
         let l = &budget.lm;
         assert_eq!(l.lr_points, 5);
         let lm_steps = l.epochs * l.windows.unwrap().div_ceil(l.batch);

@@ -38,15 +38,8 @@ impl Job for Probe {
 
     fn run(self, devices: Vec<Device>) -> usize {
         let batch = self.workload.default_batch();
-        let (optimizer, moment_dtype) = (self.optimizer, self.moment_dtype);
-        let mut step = training_step(
-            self.workload,
-            optimizer,
-            moment_dtype,
-            batch,
-            &devices[0],
-            1,
-        );
+        let optimizer = (self.optimizer, self.moment_dtype);
+        let mut step = training_step(self.workload, optimizer, batch, &devices[0], 1);
         for _ in 0..self.steps.max(1) {
             step.step();
         }

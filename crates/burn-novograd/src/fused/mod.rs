@@ -2,10 +2,10 @@
 //! executable specification; parameters on a backend that a fused step knows take that step
 //! instead: Burn's Flex CPU backend (cargo feature `flex`, on by default) and Burn's CubeCL
 //! backend on WGPU (feature `wgpu`), CUDA (feature `cuda`) and the CPU (feature `cpu`), under
-//! Burn's Fusion with the
-//! feature `fusion` (a Fusion build without it takes the tensor-op step). The choice is made
-//! from the parameter's device and dtypes before any tensor is consumed; every other backend or
-//! dtype keeps the tensor-op step, and `NovoGradConfig::fused = false` forces it.
+//! Burn's Fusion with the feature `fusion` (a Fusion build without it takes the tensor-op step).
+//! The choice is made from the parameter's device and dtypes before any tensor is consumed;
+//! every other backend or dtype keeps the tensor-op step, and `NovoGradConfig::fused = false`
+//! forces it.
 //!
 //! A fused step computes the same per-tensor scalars as the tensor-op step, from `‖g‖²` in one
 //! pass over `g`, then updates `w` and `m` in a second pass: on the CPU with the maths of `cpu`,

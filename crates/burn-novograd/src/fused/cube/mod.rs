@@ -81,7 +81,8 @@ fn holding() -> Option<Holding> {
 }
 
 /// The name of this step on `device` (`"cubecl-wgpu"`, `"cubecl-cuda"`, `"cubecl-cpu"`, with
-/// `"+fusion"` under Fusion), if it runs there: a CubeCL device of a runtime compiled in, and a known holding.
+/// `"+fusion"` under Fusion), if it runs there: a CubeCL device of a runtime compiled in, and a
+/// known holding.
 pub(super) fn path(device: &DispatchDevice) -> Option<&'static str> {
     #[allow(unreachable_patterns)] // `Cube` is the only variant in some builds.
     let runtime = match device {

@@ -2,8 +2,8 @@
 //! fused step is gathered instead of launched, and returns the tensors that the gathered step
 //! will write in place. The gathered steps are launched together, three kernels
 //! ([`kernel::multi`]) per group of tensors (one device, vector width, step-counter and `m`
-//! dtypes, amsgrad or not, hyper-parameters and learning rate), once they reach the kernels' binding
-//! limit ([`max_tensors`]) or [`ELEMENTS_PER_LAUNCH`], and at the end. Under Fusion each launch
+//! dtypes, amsgrad or not, hyper-parameters and learning rate), once they reach the kernels'
+//! binding limit ([`max_tensors`]) or [`ELEMENTS_PER_LAUNCH`], and at the end. Under Fusion each launch
 //! is a custom operation ([`fusion::register_all`]).
 //!
 //! A gathered step writes its buffers in place, so only a tensor whose buffers are all uniquely
