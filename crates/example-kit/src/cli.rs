@@ -180,6 +180,7 @@ impl CommonArgs {
             epochs: self.epochs.unwrap_or(default_epochs),
             batch_size,
             seed: self.seed,
+            warmup_percent: crate::WARMUP_PERCENT,
             artifact_dir,
             resume_from,
         }

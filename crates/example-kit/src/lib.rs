@@ -22,8 +22,8 @@ pub use optimizer::{
 };
 pub use report::{RunReport, STEP_LOSS_PLOT, Series, bars, plot, plot_step_losses};
 pub use training::{
-    EpochStats, MODEL_FILE, RunSettings, Trained, fit, loader, state_bytes_after_one_step,
-    step_losses, train, warmup_cosine,
+    EpochStats, MODEL_FILE, RunSettings, Trained, WARMUP_PERCENT, fit, loader,
+    state_bytes_after_one_step, step_losses, train, warmup_cosine,
 };
 
 /// Prints `error: MESSAGE` and exits with status 2: how the example binaries report bad input.

@@ -171,6 +171,9 @@ impl<O: 'static> DataLoader<O> for EpochSeeded<O> {
     }
 }
 
+/// The examples' warm-up, in percent of the steps (Goyal et al. 2017: 5 of 90 epochs).
+pub const WARMUP_PERCENT: usize = 5;
+
 /// What every example run is given: optimizer, backend, epochs, batch, seed and output place.
 #[derive(Clone, Debug)]
 pub struct RunSettings {
@@ -186,6 +189,8 @@ pub struct RunSettings {
     pub batch_size: usize,
     /// Seed of the initialisation, the shuffling and dropout.
     pub seed: u64,
+    /// Percent of the steps over which the learning rate warms up ([`warmup_cosine`]); 0: none.
+    pub warmup_percent: usize,
     /// Where checkpoints, logs, `results.json`, the model and the curves go.
     pub artifact_dir: PathBuf,
     /// Continue from the Learner's checkpoint of this epoch in `artifact_dir`.
@@ -240,7 +245,8 @@ where
         * train
             .num_items()
             .div_ceil(settings.batch_size * devices_used);
-    let scheduler = warmup_cosine(settings.optimizer.hyper.lr, steps / 20, steps);
+    let warmup_steps = steps * settings.warmup_percent / 100;
+    let scheduler = warmup_cosine(settings.optimizer.hyper.lr, warmup_steps, steps);
     let optimizer = settings.optimizer.init();
     let train: Arc<dyn DataLoader<_>> = Arc::new(EpochSeeded::new(
         train,
@@ -518,15 +524,15 @@ impl MetricsRenderer for LineRenderer {
     }
 }
 
-/// Linear warm-up from 1% of `peak` over `warmup_steps`, times a cosine decay from `peak` to 1%
-/// of it over `total_steps`.
+/// Linear warm-up from 1% of `peak` over `warmup_steps` (none when 0), times a cosine decay
+/// from `peak` to 1% of it over `total_steps`.
 pub fn warmup_cosine(peak: f64, warmup_steps: usize, total_steps: usize) -> ModuleLrScheduler {
-    ComposedLrSchedulerConfig::new()
-        .linear(LinearLrSchedulerConfig::new(0.01, 1.0, warmup_steps.max(1)))
-        .cosine(
-            CosineAnnealingLrSchedulerConfig::new(peak, total_steps.max(1))
-                .with_min_lr(peak * 0.01),
-        )
-        .init()
-        .expect("valid schedule")
+    let cosine =
+        CosineAnnealingLrSchedulerConfig::new(peak, total_steps.max(1)).with_min_lr(peak * 0.01);
+    let composed = ComposedLrSchedulerConfig::new();
+    let composed = match warmup_steps {
+        0 => composed,
+        steps => composed.linear(LinearLrSchedulerConfig::new(0.01, 1.0, steps)),
+    };
+    composed.cosine(cosine).init().expect("valid schedule")
 }

@@ -7,7 +7,7 @@ use std::process::Command;
 use char_lm::model::ModelConfig;
 use char_lm::{DEFAULTS, LmRun, plot_curves};
 use example_kit::text::CharCorpus;
-use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunSettings, run_on};
+use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunSettings, WARMUP_PERCENT, run_on};
 
 /// A text with structure to learn: numbered lines of a few repeated words.
 fn write_text(path: &Path) {
@@ -27,6 +27,7 @@ fn run(corpus: CharCorpus, optimizer: OptimizerName, artifact_dir: &Path) -> LmR
             epochs: 3,
             batch_size: 16,
             seed: 3,
+            warmup_percent: WARMUP_PERCENT,
             artifact_dir: artifact_dir.to_path_buf(),
             resume_from: None,
         },

@@ -8,7 +8,9 @@ use burn::data::dataset::Dataset;
 use burn::module::{Module, ModuleVisitor, Param};
 use burn::tensor::{Device, Tensor};
 use example_kit::mnist::{Mnist, synthetic, write_idx};
-use example_kit::{BackendName, OptimizerName, OptimizerSpec, RunReport, RunSettings, run_on};
+use example_kit::{
+    BackendName, OptimizerName, OptimizerSpec, RunReport, RunSettings, WARMUP_PERCENT, run_on,
+};
 use mnist::model::ModelConfig;
 use mnist::{DEFAULTS, MnistOutcome, MnistRun, plot_curves};
 
@@ -28,6 +30,7 @@ fn run(optimizer: OptimizerName, epochs: usize, artifact_dir: &Path, data: Mnist
             epochs,
             batch_size: 32,
             seed: 5,
+            warmup_percent: WARMUP_PERCENT,
             artifact_dir: artifact_dir.to_path_buf(),
             resume_from: None,
         },

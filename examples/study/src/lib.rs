@@ -19,7 +19,8 @@ use burn::data::dataset::Dataset;
 use example_kit::mnist::Mnist;
 use example_kit::text::CharCorpus;
 use example_kit::{
-    BackendName, Defaults, OptimizerName, OptimizerSpec, RunSettings, prepare_artifact_dir, run_on,
+    BackendName, Defaults, OptimizerName, OptimizerSpec, RunSettings, WARMUP_PERCENT,
+    prepare_artifact_dir, run_on,
 };
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +101,9 @@ pub struct MnistBudget {
     pub tuned_lr_max_points: usize,
     /// Seeds of the tuned sweeps.
     pub tuned_seeds: Vec<u64>,
+    /// The other warm-up tried at each tuned batch size's best rate, in percent of the steps
+    /// (every sweep warms up over [`WARMUP_PERCENT`]).
+    pub tuned_warmup_percent: usize,
 }
 
 /// The char-LM part of the budget.
@@ -123,6 +127,15 @@ pub struct LmBudget {
     pub lr_points: usize,
     /// A window whose best rate is at an edge grows by a rate on that side, up to this many.
     pub lr_max_points: usize,
+    /// Seeds of the runs to the plateau, each optimizer at its best rate of the sweep.
+    pub plateau_seeds: Vec<u64>,
+    /// Epochs of the first runs to the plateau; doubled until every seed's last epoch lowers
+    /// the validation loss by less than `plateau_drop`, up to `plateau_max_epochs`.
+    pub plateau_epochs: usize,
+    /// The most epochs a run to the plateau takes.
+    pub plateau_max_epochs: usize,
+    /// The last-epoch drop of the validation loss (nats) below which a run is at its plateau.
+    pub plateau_drop: f64,
 }
 
 /// How much the study trains.
@@ -141,7 +154,9 @@ impl Budget {
     pub fn full() -> Self {
         Self {
             mnist: MnistBudget {
-                hidden: 256,
+                // 256 wide, the study as a whole took about 230 minutes with the tuned sweeps;
+                // 128 costs about half per run and fits the 180-minute budget.
+                hidden: 128,
                 train_images: None,
                 test_images: None,
                 // Also the large-batch sweep's: its batch-128 runs are the best runs of the
@@ -160,6 +175,8 @@ impl Budget {
                 tuned_lr_points: 5,
                 tuned_lr_max_points: 7,
                 tuned_seeds: vec![1, 2],
+                // The NovoGrad paper's: it claims NovoGrad needs no warm-up.
+                tuned_warmup_percent: 0,
             },
             lm: LmBudget {
                 d_model: 64,
@@ -172,6 +189,12 @@ impl Budget {
                 seeds: vec![1],
                 lr_points: 5,
                 lr_max_points: 7,
+                plateau_seeds: vec![1, 2],
+                // 3,006 steps, three times the sweep's; the cosine decay's last epoch runs at
+                // 1-4% of the peak rate.
+                plateau_epochs: 9,
+                plateau_max_epochs: 18,
+                plateau_drop: 0.01,
             },
             probe_steps: 3,
         }
@@ -198,6 +221,7 @@ impl Budget {
                 tuned_lr_points: 3,
                 tuned_lr_max_points: 3,
                 tuned_seeds: vec![1],
+                tuned_warmup_percent: 0,
             },
             lm: LmBudget {
                 d_model: 16,
@@ -209,6 +233,10 @@ impl Budget {
                 seeds: vec![1],
                 lr_points: 3,
                 lr_max_points: 3,
+                plateau_seeds: vec![1],
+                plateau_epochs: 1,
+                plateau_max_epochs: 2,
+                plateau_drop: 0.01,
             },
             probe_steps: 1,
         }
@@ -253,6 +281,8 @@ pub struct Run {
     pub batch_size: usize,
     /// Epochs.
     pub epochs: usize,
+    /// Percent of the steps the learning rate warms up over.
+    pub warmup_percent: usize,
     /// Seed.
     pub seed: u64,
 }
@@ -354,12 +384,13 @@ impl Trainer {
             } => format!("lm{d_model}x{layers}-context{context}-windows{windows}"),
         };
         let name = format!(
-            "{task}-{}-lr{:.3e}-init{}-batch{}-epochs{}-seed{}",
+            "{task}-{}-lr{:.3e}-init{}-batch{}-epochs{}-warmup{}-seed{}",
             run.optimizer.name,
             run.optimizer.hyper.lr,
             run.init_scale,
             run.batch_size,
             run.epochs,
+            run.warmup_percent,
             run.seed
         );
         let dir = self.artifacts.join(name);
@@ -384,6 +415,7 @@ impl Trainer {
             epochs: run.epochs,
             batch_size: run.batch_size,
             seed: run.seed,
+            warmup_percent: run.warmup_percent,
             artifact_dir: dir.clone(),
             devices: 1,
             resume_from: None,
@@ -440,11 +472,13 @@ impl Trainer {
             seconds: start.elapsed().as_secs_f64(),
         };
         eprintln!(
-            "study: {task} {} lr {:.2e} init {} batch {} seed {}: {:.4} in {:.0} s",
+            "study: {task} {} lr {:.2e} init {} batch {} epochs {} warm-up {}% seed {}: {:.4} in {:.0} s",
             run.optimizer.name,
             run.optimizer.hyper.lr,
             run.init_scale,
             run.batch_size,
+            run.epochs,
+            run.warmup_percent,
             run.seed,
             point.score,
             point.seconds
@@ -550,7 +584,7 @@ fn lr_sweep(
 }
 
 /// Every point of the study's sweeps.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Default, Serialize)]
 pub struct Sweeps {
     /// MNIST: learning rate, default initialisation and batch.
     pub lr: Vec<Point>,
@@ -560,8 +594,12 @@ pub struct Sweeps {
     pub batch: Vec<Point>,
     /// MNIST: learning rate at each tuned batch size, around the scaled rate.
     pub tuned: Vec<Point>,
+    /// MNIST: the other warm-up at each tuned batch size's best rate.
+    pub tuned_warmup: Vec<Point>,
     /// char-LM: learning rate.
     pub lm: Vec<Point>,
+    /// char-LM: each optimizer's best rate trained to its plateau (every attempt).
+    pub plateau: Vec<Point>,
 }
 
 /// The best learning rate of `optimizer` among `points` (mean over seeds).
@@ -593,10 +631,10 @@ pub fn sweeps(
         init_scale,
         batch_size,
         epochs,
+        warmup_percent: WARMUP_PERCENT,
         seed,
     };
-    let (mut lr, mut init, mut batch, mut tuned) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    let mut lm = Vec::new();
+    let mut sweeps = Sweeps::default();
     for optimizer in OPTIMIZERS {
         let sweep = lr_sweep(
             |rate, seed| trainer.train(mnist_run(optimizer, rate, 1.0, b.batch, b.epochs, seed)),
@@ -606,22 +644,22 @@ pub fn sweeps(
             false,
         );
         let best = best_lr(&sweep, optimizer, false);
-        lr.extend(sweep);
+        sweeps.lr.extend(sweep);
         for &scale in &b.init_scales {
             for &seed in &b.seeds {
                 let run = mnist_run(optimizer, best, scale, b.batch, b.epochs, seed);
-                init.push(trainer.train(run));
+                sweeps.init.push(trainer.train(run));
             }
         }
         let rule = |size| (best * lr_scaling(optimizer, size, b.batch)).min(grid_lr(MAX_INDEX));
         for &seed in &b.batch_seeds {
             for &size in &b.batch_sizes {
                 let run = mnist_run(optimizer, rule(size), 1.0, size, b.batch_epochs, seed);
-                batch.push(trainer.train(run));
+                sweeps.batch.push(trainer.train(run));
             }
         }
         for &size in &b.tuned_batch_sizes {
-            tuned.extend(lr_sweep(
+            let tuned = lr_sweep(
                 |rate, seed| {
                     trainer.train(mnist_run(optimizer, rate, 1.0, size, b.batch_epochs, seed))
                 },
@@ -629,7 +667,16 @@ pub fn sweeps(
                 &b.tuned_seeds,
                 (b.tuned_lr_points, b.tuned_lr_max_points),
                 false,
-            ));
+            );
+            let tuned_lr = best_lr(&tuned, optimizer, false);
+            sweeps.tuned.extend(tuned);
+            for &seed in &b.tuned_seeds {
+                let run = Run {
+                    warmup_percent: b.tuned_warmup_percent,
+                    ..mnist_run(optimizer, tuned_lr, 1.0, size, b.batch_epochs, seed)
+                };
+                sweeps.tuned_warmup.push(trainer.train(run));
+            }
         }
     }
     let l = &budget.lm;
@@ -640,30 +687,54 @@ pub fn sweeps(
         context: l.context,
         windows: windows.len(),
     };
+    let lm_run = |optimizer, lr, epochs, seed| Run {
+        task,
+        optimizer: spec(optimizer, lm_defaults, lr),
+        init_scale: 1.0,
+        batch_size: l.batch,
+        epochs,
+        warmup_percent: WARMUP_PERCENT,
+        seed,
+    };
     for optimizer in LM_OPTIMIZERS {
-        lm.extend(lr_sweep(
-            |rate, seed| {
-                trainer.train(Run {
-                    task,
-                    optimizer: spec(optimizer, lm_defaults, rate),
-                    init_scale: 1.0,
-                    batch_size: l.batch,
-                    epochs: l.epochs,
-                    seed,
-                })
-            },
+        let sweep = lr_sweep(
+            |rate, seed| trainer.train(lm_run(optimizer, rate, l.epochs, seed)),
             default_lr(optimizer, lm_defaults),
             &l.seeds,
             (l.lr_points, l.lr_max_points),
             true,
+        );
+        let best = best_lr(&sweep, optimizer, true);
+        sweeps.lm.extend(sweep);
+        sweeps.plateau.extend(to_plateau(
+            |epochs, seed| trainer.train(lm_run(optimizer, best, epochs, seed)),
+            &l.plateau_seeds,
+            (l.plateau_epochs, l.plateau_max_epochs),
+            l.plateau_drop,
         ));
     }
-    Sweeps {
-        lr,
-        init,
-        batch,
-        tuned,
-        lm,
+    sweeps
+}
+
+/// Runs of every seed, for `epochs` and then for twice as many while a seed's last epoch
+/// lowered the validation loss by `drop` or more, up to `max_epochs`; every attempt's points.
+fn to_plateau(
+    mut train: impl FnMut(usize, u64) -> Point,
+    seeds: &[u64],
+    (mut epochs, max_epochs): (usize, usize),
+    drop: f64,
+) -> Vec<Point> {
+    let mut done = Vec::new();
+    loop {
+        let attempt: Vec<Point> = seeds.iter().map(|&seed| train(epochs, seed)).collect();
+        let settled = attempt
+            .iter()
+            .all(|p| p.last_epoch_gain().is_some_and(|gain| gain < drop));
+        done.extend(attempt);
+        if settled || epochs * 2 > max_epochs {
+            return done;
+        }
+        epochs *= 2;
     }
 }
 
@@ -687,10 +758,55 @@ mod tests {
         assert_eq!(b.tuned_batch_sizes, [2048, 8192]);
         assert!(b.tuned_lr_points >= 5 && b.tuned_lr_max_points >= b.tuned_lr_points);
         assert!(b.tuned_seeds.len() >= 2);
+        // Two warm-ups at the tuned rate: the sweeps' and the paper's (none).
+        assert_eq!((WARMUP_PERCENT, b.tuned_warmup_percent), (5, 0));
         let l = &budget.lm;
         assert_eq!(l.lr_points, 5);
         let lm_steps = l.epochs * l.windows.unwrap().div_ceil(l.batch);
         assert!(lm_steps >= 1000, "{lm_steps}");
+        // To the plateau: 2 seeds, longer than the sweep, a last-epoch drop under 0.01 nats.
+        assert!(l.plateau_seeds.len() >= 2);
+        assert!(l.plateau_epochs > l.epochs && l.plateau_max_epochs >= l.plateau_epochs);
+        assert_eq!(l.plateau_drop, 0.01);
+    }
+
+    /// A fake char-LM run whose validation loss after epoch `e` is 2 + 1/e nats: its last
+    /// epoch lowers it by 1/(e(e − 1)), 0.05 after 5 epochs, 0.011 after 10, 0.0026 after 20.
+    fn settling(epochs: usize, seed: u64) -> Point {
+        let history: Vec<f64> = (1..=epochs).map(|e| 2.0 + 1.0 / e as f64).collect();
+        Point {
+            run: Run {
+                task: Task::CharLm {
+                    d_model: 1,
+                    layers: 1,
+                    context: 1,
+                    windows: 1,
+                },
+                optimizer: spec(OptimizerName::Novograd, &char_lm::DEFAULTS, 0.01),
+                init_scale: 1.0,
+                batch_size: 1,
+                epochs,
+                warmup_percent: WARMUP_PERCENT,
+                seed,
+            },
+            score: history[epochs - 1],
+            history,
+            steps: epochs,
+            seconds: 0.0,
+        }
+    }
+
+    #[test]
+    fn runs_to_the_plateau_double_until_the_last_epoch_settles() {
+        let epochs =
+            |points: &[Point]| -> Vec<usize> { points.iter().map(|p| p.run.epochs).collect() };
+        let points = to_plateau(settling, &[1, 2], (5, 40), 0.01);
+        assert_eq!(epochs(&points), [5, 5, 10, 10, 20, 20]);
+        assert!(points[4].last_epoch_gain().unwrap() < 0.01);
+        // Capped: it stops at the most epochs allowed, settled or not.
+        assert_eq!(epochs(&to_plateau(settling, &[1], (5, 12), 0.01)), [5, 10]);
+        // A single epoch has no last-epoch drop: it is never settled.
+        assert_eq!(epochs(&to_plateau(settling, &[1], (1, 2), 0.01)), [1, 2]);
     }
 
     #[test]
@@ -720,6 +836,7 @@ mod tests {
                     init_scale: 1.0,
                     batch_size: 1,
                     epochs: 1,
+                    warmup_percent: WARMUP_PERCENT,
                     seed,
                 },
                 score: -(lr.log10() - peak.log10()).abs(),
@@ -790,6 +907,7 @@ mod tests {
                 init_scale: 1.0,
                 batch_size: 1,
                 epochs: history.len(),
+                warmup_percent: WARMUP_PERCENT,
                 seed: 1,
             },
             score: 0.0,

@@ -10,7 +10,9 @@ use novograd_benches::e2e::Workload;
 use novograd_benches::report::Machine;
 
 use crate::memory::Memory;
-use crate::{Budget, LM_OPTIMIZERS, OPTIMIZERS, Point, Sweeps, best_index, curve, grid_index};
+use crate::{
+    Budget, LM_OPTIMIZERS, OPTIMIZERS, Point, Sweeps, WARMUP_PERCENT, best_index, curve, grid_index,
+};
 
 /// A point's learning rate.
 fn lr(point: &Point) -> f64 {
@@ -32,6 +34,21 @@ fn steps(points: &[Point]) -> String {
     } else {
         format!("{min}–{max}")
     }
+}
+
+/// Mean score of `points`.
+fn mean_score(points: &[Point]) -> f64 {
+    points.iter().map(|p| p.score).sum::<f64>() / points.len() as f64
+}
+
+/// Largest minus smallest of `scores`.
+fn spread(scores: impl Iterator<Item = f64> + Clone) -> f64 {
+    scores.clone().fold(f64::MIN, f64::max) - scores.fold(f64::MAX, f64::min)
+}
+
+/// Largest minus smallest score of `points` (over seeds).
+fn seed_spread(points: &[Point]) -> f64 {
+    spread(points.iter().map(|p| p.score))
 }
 
 /// Minutes of wall time of a sweep's runs (each counted once).
@@ -108,8 +125,7 @@ impl LrSummary {
             .unwrap_or(best);
         let decades = |i: usize| f64::from(grid_index(curve[i].0)) / 2.0;
         let at_best: Vec<&Point> = points.iter().filter(|p| lr(p) == curve[best].0).collect();
-        let scores = at_best.iter().map(|p| p.score);
-        let seed_spread = scores.clone().fold(f64::MIN, f64::max) - scores.fold(f64::MAX, f64::min);
+        let seed_spread = spread(at_best.iter().map(|p| p.score));
         let last_gain = at_best
             .iter()
             .filter_map(|p| p.last_epoch_gain())
@@ -258,6 +274,14 @@ impl Study<'_> {
             &OPTIMIZERS,
             batch,
         )?;
+        let tuned_title = "MNIST: test accuracy vs batch size (LR tuned)";
+        write_plot(
+            &dir,
+            ("batch-tuned.png", tuned_title, ("batch size", accuracy)),
+            (&self.tuned_curve_points(), floored),
+            &OPTIMIZERS,
+            batch,
+        )?;
         let lm_axes = ("learning rate", "validation loss (nats/char)");
         write_plot(
             &dir,
@@ -296,20 +320,19 @@ impl Study<'_> {
              initialisation, good at large batch, and needs half of Adam's optimizer memory. This \
              report measures those claims against Burn's AdamW, SGD with momentum 0.9, LAMB (the \
              other layer-wise adaptive method, NovoGrad's rival at large batch) and Lion, with \
-             seeded trainings through Burn's `Learner`: linear warm-up over the first 5% of steps \
-             (Goyal et al.'s 5 of 90 epochs), then cosine decay to 1% of the peak rate. Weight \
+             seeded trainings through Burn's `Learner`: linear warm-up over the first {WARMUP_PERCENT}% of \
+             steps (Goyal et al.'s 5 of 90 epochs), then cosine decay to 1% of the peak rate. Weight \
              decay is the examples' (MNIST: {}; char-LM: {}); every other setting is the \
              optimizer's default (NovoGrad β = (0.95, 0.98), ε = 1e-8).\n",
             decay(&s.lr, &OPTIMIZERS),
             decay(&s.lm, &LM_OPTIMIZERS)
         );
         let _ = writeln!(md, "- Command: `{}`", self.command);
-        let all: Vec<&Point> =
-            s.lr.iter()
-                .chain(&s.init)
-                .chain(&s.batch)
-                .chain(&s.lm)
-                .collect();
+        let all: Vec<&Point> = [&s.lr, &s.init, &s.batch, &s.tuned, &s.tuned_warmup, &s.lm]
+            .into_iter()
+            .chain([&s.plateau])
+            .flatten()
+            .collect();
         let mut distinct = all.clone();
         distinct.sort_by_key(|p| format!("{:?}", p.run));
         distinct.dedup_by(|a, b| a.run == b.run);
@@ -427,8 +450,7 @@ impl Study<'_> {
             let mine = of(points, optimizer);
             let Some(first) = mine.first() else { continue };
             let curve = curve(&mine, optimizer, |p| p.run.init_scale);
-            let scores = curve.iter().map(|c| c.1);
-            let spread = scores.clone().fold(f64::MIN, f64::max) - scores.fold(f64::MAX, f64::min);
+            let spread = spread(curve.iter().map(|c| c.1));
             spreads.push((optimizer, spread));
             let cells: Vec<String> = curve.iter().map(|(_, a)| format!("{a:.2}%")).collect();
             let _ = writeln!(
@@ -464,13 +486,13 @@ impl Study<'_> {
             .collect();
         let _ = writeln!(
             md,
-            "Batch sizes {:?} at a fixed {} epoch(s), so larger batches take fewer steps ({}); seeds {:?}. Each optimizer starts from its best batch-{} rate of section 1, scaled linearly for SGD (Goyal et al. 2017) and by the square root of the batch ratio for the adaptive methods (Hoffer et al. 2017; LAMB's own rule, You et al. 2019), at most 1; warm-up 5% of steps ({} epoch(s)) for all; LAMB with its usual large-batch settings (β = (0.9, 0.999), ε = 1e-6, weight decay 0.01, trust ratio). {:.1} minutes.\n\n![accuracy vs batch size](docs/study/batch.png)\n",
+            "Batch sizes {:?} at a fixed {} epoch(s), so larger batches take fewer steps ({}); seeds {:?}. Each optimizer starts from its best batch-{} rate of section 1, scaled linearly for SGD (Goyal et al. 2017) and by the square root of the batch ratio for the adaptive methods (Hoffer et al. 2017; LAMB's own rule, You et al. 2019), at most 1; warm-up {WARMUP_PERCENT}% of steps ({} epoch(s)) for all; LAMB with its usual large-batch settings (β = (0.9, 0.999), ε = 1e-6, weight decay 0.01, trust ratio). {:.1} minutes.\n\n![accuracy vs batch size](docs/study/batch.png)\n",
             b.batch_sizes,
             b.batch_epochs,
             per_size.join(", "),
             b.batch_seeds,
             b.batch,
-            b.batch_epochs as f64 / 20.0,
+            (b.batch_epochs * WARMUP_PERCENT) as f64 / 100.0,
             minutes(&points.iter().collect::<Vec<_>>())
         );
         let header: Vec<String> = b.batch_sizes.iter().map(|s| s.to_string()).collect();
@@ -513,51 +535,89 @@ impl Study<'_> {
         self.tuned_batch_section(md);
     }
 
+    /// The best of `optimizer`'s tuned runs at batch `size`: the points at the best rate and
+    /// the better warm-up (mean over seeds), with the rate's sweep summarised; `None` before
+    /// its sweep ran.
+    fn tuned_best(&self, optimizer: OptimizerName, size: usize) -> Option<(LrSummary, Vec<Point>)> {
+        let at_size = |points: &[Point]| -> Vec<Point> {
+            let mine = of(points, optimizer).into_iter();
+            mine.filter(|p| p.run.batch_size == size).collect()
+        };
+        let swept = at_size(&self.sweeps.tuned);
+        if swept.is_empty() {
+            return None;
+        }
+        let summary = LrSummary::new(&swept, false, 0.0);
+        let at_best = |points: Vec<Point>| -> Vec<Point> {
+            points
+                .into_iter()
+                .filter(|p| lr(p) == summary.best_lr())
+                .collect()
+        };
+        // The sweep's warm-up unless the other one is strictly better.
+        let (sweep_warmup, other) = (at_best(swept), at_best(at_size(&self.sweeps.tuned_warmup)));
+        let better = match !other.is_empty() && mean_score(&other) > mean_score(&sweep_warmup) {
+            true => other,
+            false => sweep_warmup,
+        };
+        Some((summary, better))
+    }
+
     /// Section 3's rates tuned at each batch size, beside the scaling rule's.
     fn tuned_batch_section(&self, md: &mut String) {
         let b = &self.budget.mnist;
-        let tuned = &self.sweeps.tuned;
-        if tuned.is_empty() {
+        let s = self.sweeps;
+        if s.tuned.is_empty() {
             return;
         }
+        let warmups = [WARMUP_PERCENT, b.tuned_warmup_percent].map(|p| match p {
+            0 => "none".to_string(),
+            p => format!("{p}%"),
+        });
         let _ = writeln!(
             md,
             "### Each optimizer tuned at each batch size
 
-At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} rates to start, centred on the rule's rate above (at most 1), growing at an edge that holds the best (up to {}); seeds {:?}; the same {} epoch(s) and warm-up (5% of steps) as above. The drop is the best batch-{} accuracy of section 1 minus the tuned accuracy. {:.1} minutes.\n",
+At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} rates to start, centred on the rule's rate above (at most 1), growing at an edge that holds the best (up to {}); seeds {:?}; the same {} epoch(s), with warm-up over {} of steps as above. At the best rate, the runs are repeated with warm-up {} (the NovoGrad paper's claim: NovoGrad needs no warm-up), and the tuned accuracy is the better warm-up's. The drop is the best batch-{} accuracy of section 1 minus the tuned accuracy. {:.1} minutes.
+
+![tuned accuracy vs batch size](docs/study/batch-tuned.png)
+",
             b.tuned_batch_sizes,
             b.tuned_lr_points,
             b.tuned_lr_max_points,
             b.tuned_seeds,
             b.batch_epochs,
+            warmups[0],
+            warmups[1],
             b.batch,
-            minutes(&tuned.iter().collect::<Vec<_>>())
+            minutes(&s.tuned.iter().chain(&s.tuned_warmup).collect::<Vec<_>>())
         );
         let _ = writeln!(
             md,
-            "| batch | optimizer | rule: lr, accuracy | tuned: rates swept | best lr | accuracy (seed spread) | tuned − rule | drop from batch {} |",
-            b.batch
+            "| batch | optimizer | rule: lr, accuracy | tuned: rates swept | best lr | warm-up {}: accuracy (seed spread) | warm-up {}: accuracy (seed spread) | tuned − rule | drop from batch {} |",
+            warmups[0], warmups[1], b.batch
         );
-        let _ = writeln!(md, "|---:|---|---:|---|---:|---:|---:|---:|");
+        let _ = writeln!(md, "|---:|---|---:|---|---:|---:|---:|---:|---:|");
         for &size in &b.tuned_batch_sizes {
             let (mut accuracies, mut drops, mut edges) = (Vec::new(), Vec::new(), Vec::new());
-            let mut novograd_gain = None;
+            let (mut novograd_gain, mut no_warmup_better) = (None, Vec::new());
             for optimizer in OPTIMIZERS {
-                let at_size = |points: &[Point]| -> Vec<Point> {
-                    let mine = of(points, optimizer).into_iter();
-                    mine.filter(|p| p.run.batch_size == size).collect()
+                let rule: Vec<Point> = of(&s.batch, optimizer)
+                    .into_iter()
+                    .filter(|p| p.run.batch_size == size)
+                    .collect();
+                let reference = of(&s.lr, optimizer);
+                let Some((summary, best)) = self.tuned_best(optimizer, size) else {
+                    continue;
                 };
-                let (mine, rule) = (at_size(tuned), at_size(&self.sweeps.batch));
-                let reference = of(&self.sweeps.lr, optimizer);
-                if mine.is_empty() || rule.is_empty() || reference.is_empty() {
+                if rule.is_empty() || reference.is_empty() {
                     continue;
                 }
-                let summary = LrSummary::new(&mine, false, 0.0);
-                let rule_accuracy = rule.iter().map(|p| p.score).sum::<f64>() / rule.len() as f64;
-                let gain = summary.best_score() - rule_accuracy;
-                let drop =
-                    LrSummary::new(&reference, false, 0.0).best_score() - summary.best_score();
-                accuracies.push((optimizer, summary.best_score()));
+                let accuracy = mean_score(&best);
+                let rule_accuracy = mean_score(&rule);
+                let gain = accuracy - rule_accuracy;
+                let drop = LrSummary::new(&reference, false, 0.0).best_score() - accuracy;
+                accuracies.push((optimizer, accuracy));
                 drops.push((optimizer, drop));
                 if !summary.inside() {
                     edges.push(optimizer.to_string());
@@ -565,24 +625,50 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
                 if optimizer == OptimizerName::Novograd {
                     novograd_gain = Some(gain);
                 }
+                if best[0].run.warmup_percent != WARMUP_PERCENT {
+                    no_warmup_better.push(optimizer.to_string());
+                }
+                let with_warmup = |percent: usize| {
+                    let runs = s.tuned.iter().chain(&s.tuned_warmup).filter(|p| {
+                        (p.run.optimizer.name, p.run.batch_size, p.run.warmup_percent)
+                            == (optimizer, size, percent)
+                            && lr(p) == summary.best_lr()
+                    });
+                    let runs: Vec<Point> = runs.cloned().collect();
+                    match runs.is_empty() {
+                        true => "-".to_string(),
+                        false => format!("{:.2}% ({:.2})", mean_score(&runs), seed_spread(&runs)),
+                    }
+                };
                 let _ = writeln!(
                     md,
-                    "| {size} | {optimizer} | {:.1e}, {rule_accuracy:.2}% | {} | {:.1e} | {:.2}% ({:.2}) | {gain:+.2} | {drop:.2} |",
+                    "| {size} | {optimizer} | {:.1e}, {rule_accuracy:.2}% | {} | {:.1e} | {} | {} | {gain:+.2} | {drop:.2} |",
                     lr(&rule[0]),
                     summary.window(),
                     summary.best_lr(),
-                    summary.best_score(),
-                    summary.seed_spread
+                    with_warmup(WARMUP_PERCENT),
+                    with_warmup(b.tuned_warmup_percent),
                 );
             }
             let edges = match edges.is_empty() {
                 true => "every best rate lies inside its window".to_string(),
                 false => format!("best rate at an edge of its window: {}", edges.join(", ")),
             };
+            let warmup = match no_warmup_better.is_empty() {
+                true => format!(
+                    "warm-up {} was the better one for every optimizer",
+                    warmups[0]
+                ),
+                false => format!(
+                    "warm-up {} was the better one for {}",
+                    warmups[1],
+                    no_warmup_better.join(", ")
+                ),
+            };
             let novograd_gain = novograd_gain.map_or("-".into(), |gain| format!("{gain:+.2}"));
             let _ = writeln!(
                 md,
-                "\nWhat the data say (batch {size}, tuned): the best accuracy is {} (NovoGrad ranks {}); the smallest drop from batch {} is {} (NovoGrad ranks {}); tuning changed NovoGrad's accuracy by {novograd_gain} points from the rule's rate; {edges}.",
+                "\nWhat the data say (batch {size}, tuned): the best accuracy is {} (NovoGrad ranks {}); the smallest drop from batch {} is {} (NovoGrad ranks {}); tuning changed NovoGrad's accuracy by {novograd_gain} points from the rule's rate; {warmup}; {edges}.",
                 leader(&accuracies, false),
                 novograd_rank(&accuracies, false),
                 b.batch,
@@ -591,6 +677,27 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
             );
         }
         let _ = writeln!(md);
+    }
+
+    /// The tuned accuracy per batch size: section 1's best at the reference batch, then each
+    /// tuned batch size's best.
+    fn tuned_curve_points(&self) -> Vec<Point> {
+        let b = &self.budget.mnist;
+        let mut points = Vec::new();
+        for optimizer in OPTIMIZERS {
+            let reference = of(&self.sweeps.lr, optimizer);
+            if reference.is_empty() {
+                continue;
+            }
+            let best = LrSummary::new(&reference, false, 0.0).best_lr();
+            points.extend(reference.into_iter().filter(|p| lr(p) == best));
+            for &size in &b.tuned_batch_sizes {
+                if let Some((_, best)) = self.tuned_best(optimizer, size) {
+                    points.extend(best);
+                }
+            }
+        }
+        points
     }
 
     fn lm_section(&self, md: &mut String) {
@@ -647,6 +754,86 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
             leader(&widths, false),
             novograd_rank(&widths, false),
             window_and_plateau(&summaries, 0.01, "nats")
+        );
+        self.plateau_section(md, &bests);
+    }
+
+    /// Each optimizer's best char-LM rate trained to its plateau, ranked beside the sweep's
+    /// ranking (`at_sweep`: best loss per optimizer at the sweep's steps).
+    fn plateau_section(&self, md: &mut String, at_sweep: &[(OptimizerName, f64)]) {
+        let l = &self.budget.lm;
+        let s = self.sweeps;
+        if s.plateau.is_empty() {
+            return;
+        }
+        let _ = writeln!(
+            md,
+            "### At the plateau
+
+Each optimizer's best rate above, trained {} epoch(s) with seeds {:?}, and twice as long while a seed's last epoch still lowered the validation loss by {} nats or more (up to {} epochs); the same warm-up and cosine decay over the longer run. {:.1} minutes.
+",
+            l.plateau_epochs,
+            l.plateau_seeds,
+            l.plateau_drop,
+            l.plateau_max_epochs,
+            minutes(&s.plateau.iter().collect::<Vec<_>>())
+        );
+        let _ = writeln!(
+            md,
+            "| optimizer | rate | loss at {} steps (the sweep, seeds {:?}) | steps to the plateau | loss at the plateau (seed spread) | largest last-epoch drop (nats) |",
+            steps(&s.lm),
+            l.seeds
+        );
+        let _ = writeln!(md, "|---|---:|---:|---:|---:|---:|");
+        let (mut losses, mut unsettled) = (Vec::new(), Vec::new());
+        for optimizer in LM_OPTIMIZERS {
+            let mine = of(&s.plateau, optimizer);
+            let Some(longest) = mine.iter().map(|p| p.run.epochs).max() else {
+                continue;
+            };
+            let last: Vec<Point> = mine
+                .into_iter()
+                .filter(|p| p.run.epochs == longest)
+                .collect();
+            let drop = last
+                .iter()
+                .map(|p| p.last_epoch_gain().unwrap_or(f64::INFINITY))
+                .fold(f64::MIN, f64::max);
+            if drop >= l.plateau_drop {
+                unsettled.push(optimizer.to_string());
+            }
+            let loss = mean_score(&last);
+            losses.push((optimizer, loss));
+            let before = at_sweep.iter().find(|(o, _)| *o == optimizer);
+            let _ = writeln!(
+                md,
+                "| {optimizer} | {:.1e} | {} | {} | {loss:.4} ({:.4}) | {drop:.4} |",
+                lr(&last[0]),
+                before.map_or("-".into(), |(_, loss)| format!("{loss:.4}")),
+                steps(&last),
+                seed_spread(&last),
+            );
+        }
+        let settled = match unsettled.is_empty() {
+            true => format!(
+                "Every optimizer's runs reached the plateau (last-epoch drop under {} nats).",
+                l.plateau_drop
+            ),
+            false => format!(
+                "Runs still lowering the loss by {} nats or more in their last epoch at {} epochs: {}.",
+                l.plateau_drop,
+                l.plateau_max_epochs,
+                unsettled.join(", ")
+            ),
+        };
+        let _ = writeln!(
+            md,
+            "\nWhat the data say: at the plateau the lowest validation loss is {} (NovoGrad ranks {}); at the sweep's {} steps it was {} (NovoGrad ranked {}). {settled}\n",
+            leader(&losses, true),
+            novograd_rank(&losses, true),
+            steps(&s.lm),
+            leader(at_sweep, true),
+            novograd_rank(at_sweep, true),
         );
     }
 

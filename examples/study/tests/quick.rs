@@ -46,11 +46,13 @@ fn quick_study_writes_the_report() {
     };
     let stderr = study(true);
     // MNIST: 5 optimizers × (3 learning rates + 2 more init scales + 1 larger batch + 3 rates
-    // tuned at it; the best rate's run is shared by the three first sweeps and trained once, and
-    // the rule's rate at the larger batch is off the grid); char-LM: 3 × 3 rates.
+    // tuned at it + the tuned rate without warm-up; the best rate's run is shared by the three
+    // first sweeps and trained once, and the rule's rate at the larger batch is off the grid);
+    // char-LM: 3 × (3 rates + the best rate for 2 epochs: its 1-epoch run is the sweep's, and
+    // a single epoch has no last-epoch drop, so the plateau doubles once, to its cap).
     assert_eq!(
         stderr.matches("study: ").count(),
-        5 * (3 + 2 + 1 + 3) + 3 * 3,
+        5 * (3 + 2 + 1 + 3 + 1) + 3 * (3 + 1),
         "{stderr}"
     );
     let report = std::fs::read_to_string(&out).unwrap();
@@ -60,7 +62,11 @@ fn quick_study_writes_the_report() {
         "## 3. Large batch (MNIST)",
         "### Each optimizer tuned at each batch size",
         "What the data say (batch 128, tuned): the best accuracy is",
+        "| warm-up 5%: accuracy (seed spread) | warm-up none: accuracy (seed spread) |",
         "## 4. Learning rate on a character-level transformer",
+        "### At the plateau",
+        "What the data say: at the plateau the lowest validation loss is",
+        "Runs still lowering the loss by 0.01 nats or more in their last epoch at 2 epochs",
         "## 5. Memory",
         "| novograd |",
         "| adamw |",
@@ -79,7 +85,13 @@ fn quick_study_writes_the_report() {
             "{section:?} missing from:\n{report}"
         );
     }
-    for plot in ["lr.png", "init.png", "batch.png", "lm.png"] {
+    for plot in [
+        "lr.png",
+        "init.png",
+        "batch.png",
+        "batch-tuned.png",
+        "lm.png",
+    ] {
         let path = dir.path().join("docs/study").join(plot);
         assert!(path.metadata().unwrap().len() > 1000, "{plot}");
     }
