@@ -592,13 +592,13 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
             b.batch,
             minutes(&s.tuned.iter().chain(&s.tuned_warmup).collect::<Vec<_>>())
         );
-        let _ = writeln!(
-            md,
-            "| batch | optimizer | rule: lr, accuracy | tuned: rates swept | best lr | warm-up {}: accuracy (seed spread) | warm-up {}: accuracy (seed spread) | tuned − rule | drop from batch {} |",
-            warmups[0], warmups[1], b.batch
-        );
-        let _ = writeln!(md, "|---:|---|---:|---|---:|---:|---:|---:|---:|");
         for &size in &b.tuned_batch_sizes {
+            let _ = writeln!(
+                md,
+                "| batch | optimizer | rule: lr, accuracy | tuned: rates swept | best lr | warm-up {}: accuracy (seed spread) | warm-up {}: accuracy (seed spread) | tuned − rule | drop from batch {} |",
+                warmups[0], warmups[1], b.batch
+            );
+            let _ = writeln!(md, "|---:|---|---:|---|---:|---:|---:|---:|---:|");
             let (mut accuracies, mut drops, mut edges) = (Vec::new(), Vec::new(), Vec::new());
             let (mut novograd_gain, mut no_warmup_better) = (None, Vec::new());
             for optimizer in OPTIMIZERS {
@@ -668,7 +668,7 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
             let novograd_gain = novograd_gain.map_or("-".into(), |gain| format!("{gain:+.2}"));
             let _ = writeln!(
                 md,
-                "\nWhat the data say (batch {size}, tuned): the best accuracy is {} (NovoGrad ranks {}); the smallest drop from batch {} is {} (NovoGrad ranks {}); tuning changed NovoGrad's accuracy by {novograd_gain} points from the rule's rate; {warmup}; {edges}.",
+                "\nWhat the data say (batch {size}, tuned): the best accuracy is {} (NovoGrad ranks {}); the smallest drop from batch {} is {} (NovoGrad ranks {}); tuning changed NovoGrad's accuracy by {novograd_gain} points from the rule's rate; {warmup}; {edges}.\n",
                 leader(&accuracies, false),
                 novograd_rank(&accuracies, false),
                 b.batch,
@@ -676,7 +676,6 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
                 novograd_rank(&drops, true),
             );
         }
-        let _ = writeln!(md);
     }
 
     /// The tuned accuracy per batch size: section 1's best at the reference batch, then each
