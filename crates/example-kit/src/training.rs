@@ -536,3 +536,28 @@ pub fn warmup_cosine(peak: f64, warmup_steps: usize, total_steps: usize) -> Modu
     };
     composed.cosine(cosine).init().expect("valid schedule")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::warmup_cosine;
+
+    /// The rate of each of `total` steps.
+    fn rates(warmup_steps: usize, total: usize) -> Vec<f64> {
+        let mut scheduler = warmup_cosine(0.5, warmup_steps, total);
+        (0..total).map(|_| scheduler.step().base()).collect()
+    }
+
+    #[test]
+    fn a_warm_up_starts_at_one_percent_of_the_peak_and_none_starts_at_the_peak() {
+        let warm = rates(10, 100);
+        assert!((warm[0] - 0.005).abs() < 1e-9, "{}", warm[0]);
+        assert!(warm[..10].windows(2).all(|w| w[1] > w[0]), "{warm:?}");
+        let none = rates(0, 100);
+        assert!((none[0] - 0.5).abs() < 1e-9, "{}", none[0]);
+        assert!(none.windows(2).all(|w| w[1] <= w[0]), "{none:?}");
+        // Both decay towards 1% of the peak.
+        for last in [warm[99], none[99]] {
+            assert!(last < 0.01 && last >= 0.005 - 1e-9, "{last}");
+        }
+    }
+}

@@ -2,9 +2,9 @@
 //! initialisation robustness and large batch on MNIST (a perceptron on the full data, [`mlp`],
 //! trained to its plateau; at large batch each optimizer's rate both scaled by a rule and tuned
 //! at each batch size), a learning-rate sweep of a small character-level transformer (the
-//! char-LM example's model, narrower; 1,002 steps, short of its plateau, which the report
-//! checks and says), and memory. Peers: Burn's AdamW, SGD with momentum, LAMB
-//! and Lion. `cargo run --release -p study` writes `STUDY.md` and its plots; a run already
+//! char-LM example's model, narrower; 1,002 steps, short of its plateau) with each
+//! optimizer's best rate then trained to its plateau, and memory. Peers: Burn's AdamW, SGD with
+//! momentum, LAMB and Lion. `cargo run --release -p study` writes `STUDY.md` and its plots; a run already
 //! trained (its `point.json` in the artifact directory) is never trained again.
 
 pub mod memory;

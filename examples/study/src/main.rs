@@ -15,8 +15,9 @@ use study::{Budget, OPTIMIZERS, Trainer, memory, sweeps};
 
 /// Measure the NovoGrad paper's claims (learning-rate and initialisation robustness, large
 /// batch, memory) against AdamW, SGD, LAMB and Lion with seeded trainings (MNIST runs that
-/// reach their plateau, and a char-LM learning-rate sweep), and write STUDY.md. Resumable: a run
-/// already trained is read back from the artifact directory.
+/// reach their plateau, and a char-LM learning-rate sweep whose best rates then train to their
+/// plateau), and write STUDY.md. Resumable: a run already trained is read back from the artifact
+/// directory.
 #[derive(Parser, Debug)]
 #[command(version)]
 struct Args {
