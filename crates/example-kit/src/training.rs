@@ -557,7 +557,7 @@ mod tests {
         assert!(none.windows(2).all(|w| w[1] <= w[0]), "{none:?}");
         // Both decay towards 1% of the peak.
         for last in [warm[99], none[99]] {
-            assert!(last < 0.01 && last >= 0.005 - 1e-9, "{last}");
+            assert!((0.005 - 1e-9..0.01).contains(&last), "{last}");
         }
     }
 }
