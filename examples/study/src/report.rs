@@ -51,6 +51,31 @@ fn seed_spread(points: &[Point]) -> f64 {
     spread(points.iter().map(|p| p.score))
 }
 
+/// `optimizer`'s points at batch `size`.
+fn at_batch(points: &[Point], optimizer: OptimizerName, size: usize) -> Vec<Point> {
+    let mine = of(points, optimizer).into_iter();
+    mine.filter(|p| p.run.batch_size == size).collect()
+}
+
+/// One optimizer's rate sweep at a tuned batch size, and its best rate's runs with each warm-up.
+struct Tuned {
+    summary: LrSummary,
+    /// At the best rate: the sweep's warm-up, then the other one (empty before it ran).
+    warmups: [Vec<Point>; 2],
+}
+
+impl Tuned {
+    /// The best rate's runs with the better warm-up: the sweep's unless the other one is
+    /// strictly better (mean over seeds).
+    fn best(&self) -> &[Point] {
+        let [sweep, other] = &self.warmups;
+        match !other.is_empty() && mean_score(other) > mean_score(sweep) {
+            true => other,
+            false => sweep,
+        }
+    }
+}
+
 /// Minutes of wall time of a sweep's runs (each counted once).
 fn minutes(points: &[&Point]) -> f64 {
     let mut runs: Vec<&&Point> = points.iter().collect();
@@ -535,32 +560,20 @@ impl Study<'_> {
         self.tuned_batch_section(md);
     }
 
-    /// The best of `optimizer`'s tuned runs at batch `size`: the points at the best rate and
-    /// the better warm-up (mean over seeds), with the rate's sweep summarised; `None` before
-    /// its sweep ran.
-    fn tuned_best(&self, optimizer: OptimizerName, size: usize) -> Option<(LrSummary, Vec<Point>)> {
-        let at_size = |points: &[Point]| -> Vec<Point> {
-            let mine = of(points, optimizer).into_iter();
-            mine.filter(|p| p.run.batch_size == size).collect()
-        };
-        let swept = at_size(&self.sweeps.tuned);
+    /// `optimizer`'s tuned runs at batch `size`, `None` before its sweep ran.
+    fn tuned(&self, optimizer: OptimizerName, size: usize) -> Option<Tuned> {
+        let swept = at_batch(&self.sweeps.tuned, optimizer, size);
         if swept.is_empty() {
             return None;
         }
         let summary = LrSummary::new(&swept, false, 0.0);
         let at_best = |points: Vec<Point>| -> Vec<Point> {
-            points
-                .into_iter()
-                .filter(|p| lr(p) == summary.best_lr())
-                .collect()
+            let best = points.into_iter().filter(|p| lr(p) == summary.best_lr());
+            best.collect()
         };
-        // The sweep's warm-up unless the other one is strictly better.
-        let (sweep_warmup, other) = (at_best(swept), at_best(at_size(&self.sweeps.tuned_warmup)));
-        let better = match !other.is_empty() && mean_score(&other) > mean_score(&sweep_warmup) {
-            true => other,
-            false => sweep_warmup,
-        };
-        Some((summary, better))
+        let other = at_batch(&self.sweeps.tuned_warmup, optimizer, size);
+        let warmups = [at_best(swept), at_best(other)];
+        Some(Tuned { summary, warmups })
     }
 
     /// Section 3's rates tuned at each batch size, beside the scaling rule's.
@@ -602,18 +615,16 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
             let (mut accuracies, mut drops, mut edges) = (Vec::new(), Vec::new(), Vec::new());
             let (mut novograd_gain, mut no_warmup_better) = (None, Vec::new());
             for optimizer in OPTIMIZERS {
-                let rule: Vec<Point> = of(&s.batch, optimizer)
-                    .into_iter()
-                    .filter(|p| p.run.batch_size == size)
-                    .collect();
+                let rule = at_batch(&s.batch, optimizer, size);
                 let reference = of(&s.lr, optimizer);
-                let Some((summary, best)) = self.tuned_best(optimizer, size) else {
+                let Some(tuned) = self.tuned(optimizer, size) else {
                     continue;
                 };
+                let (summary, best) = (&tuned.summary, tuned.best());
                 if rule.is_empty() || reference.is_empty() {
                     continue;
                 }
-                let accuracy = mean_score(&best);
+                let accuracy = mean_score(best);
                 let rule_accuracy = mean_score(&rule);
                 let gain = accuracy - rule_accuracy;
                 let drop = LrSummary::new(&reference, false, 0.0).best_score() - accuracy;
@@ -628,17 +639,9 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
                 if best[0].run.warmup_percent != WARMUP_PERCENT {
                     no_warmup_better.push(optimizer.to_string());
                 }
-                let with_warmup = |percent: usize| {
-                    let runs = s.tuned.iter().chain(&s.tuned_warmup).filter(|p| {
-                        (p.run.optimizer.name, p.run.batch_size, p.run.warmup_percent)
-                            == (optimizer, size, percent)
-                            && lr(p) == summary.best_lr()
-                    });
-                    let runs: Vec<Point> = runs.cloned().collect();
-                    match runs.is_empty() {
-                        true => "-".to_string(),
-                        false => format!("{:.2}% ({:.2})", mean_score(&runs), seed_spread(&runs)),
-                    }
+                let with_warmup = |runs: &[Point]| match runs.is_empty() {
+                    true => "-".to_string(),
+                    false => format!("{:.2}% ({:.2})", mean_score(runs), seed_spread(runs)),
                 };
                 let _ = writeln!(
                     md,
@@ -646,8 +649,8 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
                     lr(&rule[0]),
                     summary.window(),
                     summary.best_lr(),
-                    with_warmup(WARMUP_PERCENT),
-                    with_warmup(b.tuned_warmup_percent),
+                    with_warmup(&tuned.warmups[0]),
+                    with_warmup(&tuned.warmups[1]),
                 );
             }
             let edges = match edges.is_empty() {
@@ -691,8 +694,8 @@ At batch sizes {:?}, each optimizer's rate is swept on the half-decade grid: {} 
             let best = LrSummary::new(&reference, false, 0.0).best_lr();
             points.extend(reference.into_iter().filter(|p| lr(p) == best));
             for &size in &b.tuned_batch_sizes {
-                if let Some((_, best)) = self.tuned_best(optimizer, size) {
-                    points.extend(best);
+                if let Some(tuned) = self.tuned(optimizer, size) {
+                    points.extend_from_slice(tuned.best());
                 }
             }
         }
