@@ -1,16 +1,20 @@
-//! A first moment stored in bf16 (`MomentDtype::Bf16`): the fused step against the tensor-op
-//! step from the same state, and both against the f32 trajectory, with a bound derived from the
-//! rounding, on Flex here (and on CubeCL's CPU runtime and CUDA in `backends`).
+//! A first moment stored narrower than f32 (`MomentDtype::Bf16`, `MomentDtype::Int8`): the
+//! fused step against the tensor-op step from the same state, and both against the f32
+//! trajectory, with a bound derived from the rounding, on Flex here (and on CubeCL's CPU
+//! runtime, WGPU and CUDA in `backends`).
 //!
 //! With the gradients fixed, `v` (hence `s = 1/(√v̂ + ε)`) is the same in both runs: they differ
 //! only through the stored `m`. In the moment's decay mode (`InMoment`), with `a` the moment's
-//! input scale, `d` the decay, `c_t = 1 − β1^t` or 1, and `u = 2⁻⁸` (bf16's unit roundoff), the
-//! bf16 run's unrounded moment `p̃_t = β1·m̃_{t−1} + a·(g_t·s_t + d·w̃_t)` is stored as `m̃_t` with
-//! `|m̃_t − p̃_t| ≤ u·|p̃_t| ≤ u·|m̃_t|/(1 − u)`, and `w̃_{t+1} = w̃_t − λ·p̃_t/c_t`. So, element by
-//! element, `|m̃_t − m_t| ≤ E_t` and `|w̃_t − w_t| ≤ W_t` with
+//! input scale, `d` the decay and `c_t = 1 − β1^t` or 1, the narrow run's unrounded moment
+//! `p̃_t = β1·m̃_{t−1} + a·(g_t·s_t + d·w̃_t)` is stored as `m̃_t` with `|m̃_t − p̃_t| ≤ R_t`, and
+//! `w̃_{t+1} = w̃_t − λ·p̃_t/c_t`. In bf16 (unit roundoff `u = 2⁻⁸`, to nearest)
+//! `R_t = u·|p̃_t| ≤ u·|m̃_t|/(1 − u)`; in 8 bits (`m̃ = σ·q`, `σ = max|p̃|/127` over the block,
+//! `q` to nearest) `R_t = σ/2 = max|m̃_t|/254` over the element's block, times `1 + 2⁻²⁰` for the
+//! f32 roundings of `σ`, `1/σ` and `σ·q`. So, element by element, `|m̃_t − m_t| ≤ E_t` and
+//! `|w̃_t − w_t| ≤ W_t` with
 //!
 //! ```text
-//! P_t = β1·E_{t−1} + a·d·W_t      W_{t+1} = W_t + λ·P_t/c_t      E_t = P_t + u·|m̃_t|/(1 − u)
+//! P_t = β1·E_{t−1} + a·d·W_t      W_{t+1} = W_t + λ·P_t/c_t      E_t = P_t + R_t
 //! ```
 //!
 //! from `E_0 = W_1 = 0`, plus f32's own rounding, which differs between the runs by at most a few
@@ -25,6 +29,31 @@ const STEPS: usize = 100;
 const LR: f64 = 0.01;
 /// bf16's unit roundoff: 8 significant bits, rounded to nearest.
 const UNIT_ROUNDOFF: f64 = 1.0 / 256.0;
+
+/// `R_t` of the module's docs for every element of a stored moment `m̃_t`.
+fn rounding_bound(moment_dtype: MomentDtype, stored: &[f64]) -> Vec<f64> {
+    match moment_dtype {
+        MomentDtype::Bf16 => stored
+            .iter()
+            .map(|m| UNIT_ROUNDOFF * m.abs() / (1.0 - UNIT_ROUNDOFF))
+            .collect(),
+        MomentDtype::Int8 => {
+            // The block the optimizer picks: the largest of 64, 32, 16 that divides the count.
+            let block = [64, 32, 16]
+                .into_iter()
+                .find(|block| stored.len() % block == 0)
+                .expect("a quantised length");
+            stored
+                .chunks(block)
+                .flat_map(|block| {
+                    let largest = block.iter().fold(0.0f64, |max, m| max.max(m.abs()));
+                    vec![largest / 254.0 * (1.0 + 2f64.powi(-20)); block.len()]
+                })
+                .collect()
+        }
+        MomentDtype::Param => vec![0.0; stored.len()],
+    }
+}
 
 /// Gradients of changing scale, the same for every run.
 fn gradients(len: usize) -> Vec<Vec<f64>> {
@@ -61,21 +90,30 @@ fn run(
         .map(|grad| {
             let grad = tensor(grad, &shape, on);
             (param, state) = optimizer.step(LR, param.clone(), grad, state.take());
-            let moment_1 = &state.as_ref().expect("a state").moment_1;
-            [values(&param), values(moment_1)]
+            let moment_1 = state.as_ref().expect("a state").moment_1.clone();
+            [values(&param), values(&moment_1.dequantize())]
         })
         .collect()
 }
 
 #[test]
 fn bf16_moment_stays_within_the_rounding_bound_of_the_f32_trajectory() {
-    assert_bf16_moment_stays_within_the_rounding_bound(&Device::flex());
+    assert_narrow_moment_stays_within_the_rounding_bound(&Device::flex(), MomentDtype::Bf16);
 }
 
-/// On `device`, the bf16 runs (fused and tensor-op steps) stay within the bound of the module's
-/// docs from the f32 tensor-op run, and differ from it.
-pub fn assert_bf16_moment_stays_within_the_rounding_bound(device: &Device) {
-    let len = 300_000; // above the fused CPU step's parallel split
+#[test]
+fn int8_moment_stays_within_the_quantisation_bound_of_the_f32_trajectory() {
+    assert_narrow_moment_stays_within_the_rounding_bound(&Device::flex(), MomentDtype::Int8);
+}
+
+/// On `device`, the runs with `m` in `moment_dtype` (fused and tensor-op steps) stay within the
+/// bound of the module's docs from the f32 tensor-op run, and differ from it.
+pub fn assert_narrow_moment_stays_within_the_rounding_bound(
+    device: &Device,
+    moment_dtype: MomentDtype,
+) {
+    // Above the fused CPU step's parallel split; 8-bit blocks of 32 (300,000 = 32·9,375).
+    let len = 300_000;
     let grads = gradients(len);
     let initial: Vec<f64> = gradients(len)[1].iter().map(|x| x * 10.0).collect();
     let configs = [
@@ -95,7 +133,7 @@ pub fn assert_bf16_moment_stays_within_the_rounding_bound(device: &Device) {
         for fused in [true, false] {
             let narrow = config
                 .clone()
-                .with_moment_dtype(MomentDtype::Bf16)
+                .with_moment_dtype(moment_dtype)
                 .with_fused(fused);
             let trajectory = run(device, &narrow, &initial, &grads);
             let mut moment_bound = vec![0.0f64; len];
@@ -111,12 +149,12 @@ pub fn assert_bf16_moment_stays_within_the_rounding_bound(device: &Device) {
                 };
                 let largest = expected.iter().fold(0.0f64, |max, w| max.max(w.abs()));
                 let f32_slack = t * 2f64.powi(-21) * largest;
+                let rounding = rounding_bound(moment_dtype, moment);
                 for index in 0..len {
                     let unrounded =
                         beta_1 * moment_bound[index] + input_scale * decay * param_bound[index];
                     param_bound[index] += LR * unrounded / correction;
-                    moment_bound[index] =
-                        unrounded + UNIT_ROUNDOFF * moment[index].abs() / (1.0 - UNIT_ROUNDOFF);
+                    moment_bound[index] = unrounded + rounding[index];
                     let error = (param[index] - expected[index]).abs();
                     let allowed = param_bound[index] + f32_slack;
                     assert!(
@@ -128,13 +166,14 @@ pub fn assert_bf16_moment_stays_within_the_rounding_bound(device: &Device) {
                     worst = worst.max(error / allowed);
                 }
             }
-            // The bound is met, and not by a wide margin: rounding to bf16 shows.
+            // The bound is met, and not by a wide margin: the narrow storage shows.
             println!(
-                "bf16 moment (fused {fused}, decay {decay}): largest |Δw| / bound = {worst:.3}"
+                "{moment_dtype:?} moment (fused {fused}, decay {decay}): largest |Δw| / bound = \
+                 {worst:.3}"
             );
             assert!(
                 worst > 0.0,
-                "the bf16 run equals the f32 run: nothing is narrowed"
+                "the {moment_dtype:?} run equals the f32 run: nothing is narrowed"
             );
         }
     }
@@ -214,4 +253,34 @@ pub fn assert_bf16_fused_step_matches_the_tensor_op_step(device: &Device) {
 
 fn values_int(tensor: &Tensor<1, burn::tensor::Int>) -> Vec<i64> {
     tensor.to_data().iter::<i64>().collect()
+}
+
+/// A skipped step (a NaN in `g`) leaves an 8-bit `m` as it was, codes and scales: the step
+/// re-quantises the dequantised old values, which gives back the same bytes.
+#[test]
+fn skipped_step_keeps_an_int8_moment_bit_for_bit() {
+    let device = Device::flex();
+    let on = On::f32(&device);
+    let optimizer = NovoGradConfig::new()
+        .with_moment_dtype(MomentDtype::Int8)
+        .build();
+    let len = 64 * 50;
+    let mut grads = gradients(len).into_iter().take(12).collect::<Vec<_>>();
+    let mut param: Tensor<2> = tensor(&grads[11], &[40, 80], on);
+    grads[10][7] = f64::NAN;
+    let mut state = None;
+    for (step, grad) in grads.iter().take(11).enumerate() {
+        let before = state
+            .as_ref()
+            .map(|state: &NovoGradState<2>| (state.moment_1.to_data(), values(&param)));
+        let grad = tensor(grad, &[40, 80], on);
+        (param, state) = optimizer.step(LR, param.clone(), grad, state.take());
+        let moment_1 = &state.as_ref().expect("a state").moment_1;
+        assert!(matches!(moment_1.dtype(), burn::tensor::DType::QFloat(_)));
+        if step == 10 {
+            let (moment_before, param_before) = before.expect("earlier steps");
+            assert_eq!(moment_1.to_data().as_bytes(), moment_before.as_bytes());
+            assert_eq!(values(&param), param_before);
+        }
+    }
 }

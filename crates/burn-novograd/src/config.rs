@@ -30,6 +30,16 @@ pub enum MomentDtype {
     /// an f32 moment's bytes. A stored value is within 2⁻⁸ of the f32 one (relative), and the
     /// step that produced it used the unrounded value.
     Bf16,
+    /// 8-bit integers with one f32 scale per block of values, block-wise as in
+    /// [Dettmers et al. 2022](https://arxiv.org/abs/2110.02861) but with a linear map: Burn's
+    /// symmetric `Q8S` quantization, `m ≈ s·q`, `q ∈ [−127, 127]`, `s = max|m|/127` over the
+    /// block, `q` rounded to nearest (ties away from zero). A stored value is within `s/2` of
+    /// the f32 one. The block is the largest of 64, 32 and 16 that divides the tensor's element
+    /// count (1.06, 1.13 or 1.25 bytes per value); a tensor that none divides, or whose
+    /// parameter is not f32, keeps `m` in the parameter's dtype. Computed by Burn's
+    /// quantization ops on every backend (WGPU and CUDA included); no fused step reads this
+    /// storage yet, so these tensors take the tensor-op step.
+    Int8,
 }
 
 /// [`NovoGrad`] configuration. The defaults are the paper's

@@ -1,4 +1,5 @@
 use burn::optim::{LearningRate, Optimizer};
+use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
 use burn::tensor::{Bool, DType, Device, FloatDType, Tensor};
 
 use crate::config::{MomentDtype, NovoGradConfig, WeightDecayMode};
@@ -19,8 +20,9 @@ use crate::state::NovoGradState;
 /// ```
 ///
 /// [`WeightDecayMode::OnUpdate`] and `bias_correction` give NVIDIA Apex's variants (see
-/// [`NovoGradConfig`]). With [`MomentDtype::Bf16`], `m_t` is stored rounded to bf16 between
-/// steps; `w_{t+1}` uses the unrounded `m_t`. A gradient containing NaN or ±Inf, or whose `‖g‖²`
+/// [`NovoGradConfig`]). With [`MomentDtype::Bf16`] or [`MomentDtype::Int8`], `m_t` is stored
+/// rounded to bf16 or quantised to 8 bits per block between steps; `w_{t+1}` uses the unrounded
+/// `m_t`. A gradient containing NaN or ±Inf, or whose `‖g‖²`
 /// overflows the second moment's dtype, skips the step for that tensor: its parameter and state
 /// are returned unchanged, decided on the device without a host sync. An empty parameter tensor
 /// keeps its state.
@@ -57,30 +59,38 @@ impl NovoGrad {
         let device = param.device();
         let scalar = || Tensor::<1>::zeros([1], (&device, moment_2_dtype(param.dtype()).into()));
         NovoGradState {
-            moment_1: param.zeros_like().cast(self.moment_1_dtype(param)),
+            moment_1: store(self.moment_1_storage(param), param.zeros_like()),
             moment_2: scalar(),
             max_moment_2: self.amsgrad.then(scalar),
             step: Tensor::zeros([1], &device),
         }
     }
 
-    /// The dtype `m` is stored in for `param`.
+    /// How `m` is stored for `param`.
     ///
     /// # Panics
     ///
     /// If the configured storage is one that `param`'s device does not support (bf16 on WGPU),
     /// naming the device; `MomentDtype::Param` works everywhere.
-    fn moment_1_dtype<const D: usize>(&self, param: &Tensor<D>) -> DType {
+    fn moment_1_storage<const D: usize>(&self, param: &Tensor<D>) -> Storage {
         match self.moment_dtype {
-            MomentDtype::Param => param.dtype(),
+            MomentDtype::Param => Storage::Float(param.dtype()),
             MomentDtype::Bf16 => {
                 let device = param.device();
                 assert!(
                     device.supports_dtype(DType::BF16),
                     "NovoGrad's moment_dtype = Bf16, but the parameter's device {device:?} does \
-                     not support bf16 tensors: use MomentDtype::Param there"
+                     not support bf16 tensors: use MomentDtype::Param or Int8 there"
                 );
-                DType::BF16
+                Storage::Float(DType::BF16)
+            }
+            MomentDtype::Int8 => {
+                let elements = param.shape().num_elements();
+                let block = INT8_BLOCKS.into_iter().find(|block| elements % block == 0);
+                match (param.dtype(), block) {
+                    (DType::F32, Some(block)) => Storage::Int8(int8_scheme(block)),
+                    (dtype, _) => Storage::Float(dtype),
+                }
             }
         }
     }
@@ -125,8 +135,11 @@ impl Optimizer for NovoGrad {
         }
         // `m` in its configured storage: a state loaded from a record comes in the device's
         // default dtype (exactly, from a narrower one), and a record may have been saved with
-        // another `moment_dtype` (then rounded to nearest here).
-        state.moment_1 = state.moment_1.cast(self.moment_1_dtype(&param));
+        // another `moment_dtype` (then converted here: rounded to nearest, or quantised).
+        let storage = self.moment_1_storage(&param);
+        if !storage.holds(&state.moment_1, &param) {
+            state.moment_1 = store(storage, load(state.moment_1, &param));
+        }
         let inputs = (param, grad, state);
         let (param, state) = match self.fused {
             true => fused::step(&self.hyper, lr, inputs)
@@ -192,9 +205,9 @@ impl NovoGrad {
         let inv_denom = inv_denom.clamp_max(dtype.finfo().map_or(f64::MAX, |info| info.max));
         let correction_1 = self.bias_correction(beta_1, &step_float);
 
-        // m is stored in its own dtype (w's, or narrower) and computed in w's.
-        let moment_1_dtype = state.moment_1.dtype();
-        let moment_1_prev = state.moment_1.cast(dtype);
+        // m is stored in its own form (w's dtype, or narrower) and computed in w's dtype.
+        let storage = self.moment_1_storage(&param);
+        let moment_1_prev = load(state.moment_1, &param);
         let (moment_1, update) = match self.hyper.weight_decay_mode {
             // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); update = λ·m_t/(1 − β1^t)
             WeightDecayMode::InMoment => {
@@ -217,7 +230,7 @@ impl NovoGrad {
 
         // Keep the old values wherever the step is not applied.
         let state = NovoGradState {
-            moment_1: where_applied(&applied, moment_1_prev, moment_1).cast(moment_1_dtype),
+            moment_1: store(storage, where_applied(&applied, moment_1_prev, moment_1)),
             moment_2: moment_2_prev.mask_where(applied.clone(), moment_2),
             max_moment_2: (state.max_moment_2.zip(max_moment_2))
                 .map(|(prev, next)| prev.cast(moment_dtype).mask_where(applied.clone(), next)),
@@ -225,6 +238,60 @@ impl NovoGrad {
         };
         (where_applied(&applied, param, param_next), state)
     }
+}
+
+/// The block sizes an 8-bit `m` may take, the largest first (see [`MomentDtype::Int8`]).
+const INT8_BLOCKS: [usize; 3] = [64, 32, 16];
+
+/// Burn's symmetric 8-bit quantisation with one f32 scale per `block` values along the last
+/// axis (packed four to a `u32` where the backend packs; Flex stores `i8`).
+fn int8_scheme(block: usize) -> QuantScheme {
+    QuantScheme::default()
+        .with_value(QuantValue::Q8S)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([block as u8], ScaleDtype::F32)
+}
+
+/// How `m` is stored between steps.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Storage {
+    /// A float tensor shaped like the parameter, in this dtype.
+    Float(DType),
+    /// Quantised by this scheme, flattened along the last axis (`[1, …, 1, n]`), so that blocks
+    /// run over consecutive elements whatever the parameter's shape.
+    Int8(QuantScheme),
+}
+
+impl Storage {
+    /// Whether `moment` is already stored this way for `param` (a backend may record the
+    /// scheme's packing differently, so any 8-bit `m` counts for `Int8`).
+    fn holds<const D: usize>(self, moment: &Tensor<D>, param: &Tensor<D>) -> bool {
+        match (self, moment.dtype()) {
+            (Self::Float(dtype), stored) => dtype == stored && moment.dims() == param.dims(),
+            (Self::Int8(_), stored) => matches!(stored, DType::QFloat(_)),
+        }
+    }
+}
+
+/// `moment` (shaped like the parameter, in its dtype) in `storage`.
+fn store<const D: usize>(storage: Storage, moment: Tensor<D>) -> Tensor<D> {
+    match storage {
+        Storage::Float(dtype) => moment.cast(dtype),
+        Storage::Int8(scheme) => {
+            let mut flat = [1; D];
+            flat[D - 1] = moment.shape().num_elements();
+            moment.reshape(flat).quantize_dynamic(&scheme)
+        }
+    }
+}
+
+/// A stored `moment`, whatever its storage, shaped like `param` and in its dtype.
+fn load<const D: usize>(moment: Tensor<D>, param: &Tensor<D>) -> Tensor<D> {
+    let moment = match moment.dtype() {
+        DType::QFloat(_) => moment.dequantize(),
+        _ => moment,
+    };
+    moment.reshape(param.dims()).cast(param.dtype())
 }
 
 /// `next` if the step is applied, else `previous`: tensors shaped like the parameter.
