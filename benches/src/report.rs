@@ -8,7 +8,10 @@ use serde::Serialize;
 
 use crate::peers::{Peer, Peers};
 use crate::sets::ParamSet;
-use crate::step::{Contender, NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM, NOVOGRAD_BYTES_PER_PARAM};
+use crate::step::{
+    Contender, NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM, NOVOGRAD_BYTES_PER_PARAM,
+    NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM,
+};
 use crate::suite::{BackendResults, StepResult, novograd_step};
 use crate::timing::Stats;
 use crate::triad::{Bandwidth, TRIAD_BYTES_PER_ELEMENT};
@@ -219,7 +222,8 @@ impl Report {
              the measured best bandwidth: `g` read for the norm, `w` and `m` read and written \
              for the update, whose read of `g` comes from the cache (on Flex each thread updates \
              the part of a tensor it has just summed); {NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM} B \
-             with `m` stored in bf16. It applies to the CPU backends, whose memory the triad \
+             with `m` stored in bf16, {NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM} B in 8 bits with an \
+             f32 scale per 64 values. It applies to the CPU backends, whose memory the triad \
              measured.\n"
         );
         for backend in &self.backends {
@@ -290,17 +294,24 @@ impl Report {
             }
             _ => String::new(),
         };
-        let bf16_moment = (self.step(backend, set, Contender::NovogradBf16Moment)).map_or(
-            String::new(),
-            |narrow| {
-                format!(
-                    " With `m` in bf16: {} ms, **{:.2}×** the f32-moment step{}.",
-                    ms(&narrow.stats),
-                    narrow.stats.median_ms / fused.stats.median_ms,
-                    bound(&narrow)
-                )
-            },
-        );
+        let narrow_moments: String = [
+            (Contender::NovogradBf16Moment, "bf16"),
+            (
+                Contender::NovogradInt8Moment,
+                "8 bits (Burn's quantisation, tensor-op step)",
+            ),
+        ]
+        .into_iter()
+        .filter_map(|(contender, storage)| {
+            let narrow = self.step(backend, set, contender)?;
+            Some(format!(
+                " With `m` in {storage}: {} ms, **{:.2}×** the f32-moment step{}.",
+                ms(&narrow.stats),
+                narrow.stats.median_ms / fused.stats.median_ms,
+                bound(&narrow)
+            ))
+        })
+        .collect();
         let multi_tensor = (self.step(backend, set, Contender::NovogradMultiTensor)).map_or(
             String::new(),
             |multi| {
@@ -324,7 +335,7 @@ impl Report {
             md,
             "- {}, {} set ({} parameters, {} tensors): fused NovoGrad {} ms ({:.1} µs per \
              tensor); fused/AdamW **{:.2}**, fused/tensor ops **{:.2}**{note}, fused/SGD \
-             **{:.2}**{bound}.{multi_tensor}{bf16_moment}",
+             **{:.2}**{bound}.{multi_tensor}{narrow_moments}",
             backend.backend,
             set_name(set),
             fused.parameters,
@@ -347,7 +358,7 @@ impl Report {
              (0.95, 0.98); AdamW β = (0.9, 0.999), ε = 1e-8; SGD momentum 0.9; weight decay 1e-3 \
              for each. \"Bound\" is the bandwidth bound of a NovoGrad step \
              ({NOVOGRAD_BYTES_PER_PARAM} B/param, {NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM} with a \
-             bf16 moment) divided by the measured time, on the CPU backends. \"× peer\" \
+             bf16 moment, {NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM} with an 8-bit one) divided by the measured time, on the CPU backends. \"× peer\" \
              compares with the fastest peer on the transformer-like set.\n"
         );
         let best_peer = self.best_peer();

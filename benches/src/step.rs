@@ -34,6 +34,10 @@ pub const NOVOGRAD_BYTES_PER_PARAM: f64 = 20.0;
 /// The same with `m` stored in bf16: 4 + 2 × 4 + 2 × 2 bytes.
 pub const NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM: f64 = 16.0;
 
+/// The same with `m` stored in 8 bits and an f32 scale per 64 values: 4 + 2 × 4 + 2 × 1.0625
+/// bytes.
+pub const NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM: f64 = 14.125;
+
 /// An optimizer whose step is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
@@ -48,6 +52,9 @@ pub enum Contender {
     /// NovoGrad with its first moment stored in bf16 (`MomentDtype::Bf16`), fused where the
     /// device allows; only on devices with bf16 tensors.
     NovogradBf16Moment,
+    /// NovoGrad with its first moment in 8 bits per block (`MomentDtype::Int8`): fused on Flex,
+    /// Burn's quantisation ops in the tensor-op step elsewhere.
+    NovogradInt8Moment,
     /// Burn's AdamW, β = (0.9, 0.999), ε = 1e-8.
     Adamw,
     /// Burn's SGD with momentum 0.9 (no dampening), L2 weight decay.
@@ -56,11 +63,12 @@ pub enum Contender {
 
 impl Contender {
     /// Every contender, in report order.
-    pub const ALL: [Contender; 6] = [
+    pub const ALL: [Contender; 7] = [
         Self::Novograd,
         Self::NovogradMultiTensor,
         Self::NovogradTensorOps,
         Self::NovogradBf16Moment,
+        Self::NovogradInt8Moment,
         Self::Adamw,
         Self::Sgd,
     ];
@@ -88,6 +96,7 @@ impl Contender {
                 Some(NOVOGRAD_BYTES_PER_PARAM)
             }
             Self::NovogradBf16Moment => Some(NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM),
+            Self::NovogradInt8Moment => Some(NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM),
             Self::Adamw | Self::Sgd => None,
         }
     }
@@ -110,6 +119,13 @@ impl Contender {
             Self::NovogradBf16Moment => StepBench::boxed(
                 Self::novograd()
                     .with_moment_dtype(MomentDtype::Bf16)
+                    .build(),
+                set,
+                device,
+            ),
+            Self::NovogradInt8Moment => StepBench::boxed(
+                Self::novograd()
+                    .with_moment_dtype(MomentDtype::Int8)
                     .build(),
                 set,
                 device,
@@ -141,6 +157,7 @@ impl std::fmt::Display for Contender {
             Self::NovogradMultiTensor => "novograd (multi-tensor)",
             Self::NovogradTensorOps => "novograd (tensor ops)",
             Self::NovogradBf16Moment => "novograd (bf16 moment)",
+            Self::NovogradInt8Moment => "novograd (int8 moment)",
             Self::Adamw => "adamw",
             Self::Sgd => "sgd",
         })

@@ -198,7 +198,10 @@ mod cuda {
     #[test]
     #[ignore = "needs a CUDA GPU: cargo test --workspace --features novograd-tests/cuda -- --ignored cuda"]
     fn cuda_bf16_fused_step_matches_the_tensor_op_step() {
-        crate::moment::assert_bf16_fused_step_matches_the_tensor_op_step(&device());
+        crate::moment::assert_narrow_fused_step_matches_the_tensor_op_step(
+            &device(),
+            MomentDtype::Bf16,
+        );
     }
 }
 
@@ -241,7 +244,10 @@ mod cpu {
 
     #[test]
     fn cpu_bf16_fused_step_matches_the_tensor_op_step() {
-        crate::moment::assert_bf16_fused_step_matches_the_tensor_op_step(&device());
+        crate::moment::assert_narrow_fused_step_matches_the_tensor_op_step(
+            &device(),
+            MomentDtype::Bf16,
+        );
     }
 }
 

@@ -41,7 +41,7 @@ fn rounding_bound(moment_dtype: MomentDtype, stored: &[f64]) -> Vec<f64> {
             // The block the optimizer picks: the largest of 64, 32, 16 that divides the count.
             let block = [64, 32, 16]
                 .into_iter()
-                .find(|block| stored.len() % block == 0)
+                .find(|block| stored.len().is_multiple_of(*block))
                 .expect("a quantised length");
             stored
                 .chunks(block)
@@ -188,19 +188,30 @@ pub fn assert_narrow_moment_stays_within_the_rounding_bound(
 /// ulp (`2⁻⁷·|m|`, where the two f32 values straddle a rounding boundary) plus that f32 noise.
 #[test]
 fn fused_step_with_a_bf16_moment_matches_the_tensor_op_step_from_the_same_state() {
-    assert_bf16_fused_step_matches_the_tensor_op_step(&Device::flex());
+    assert_narrow_fused_step_matches_the_tensor_op_step(&Device::flex(), MomentDtype::Bf16);
 }
 
-/// The test above on `device`.
-pub fn assert_bf16_fused_step_matches_the_tensor_op_step(device: &Device) {
+/// The same with an 8-bit `m` (blocks of 32 and 16 for these shapes): each stored element
+/// within one quantum `σ = max|m|/127` of its block (where the two f32 values straddle a
+/// rounding boundary), `w` as with bf16.
+#[test]
+fn fused_step_with_an_int8_moment_matches_the_tensor_op_step_from_the_same_state() {
+    assert_narrow_fused_step_matches_the_tensor_op_step(&Device::flex(), MomentDtype::Int8);
+}
+
+/// The tests above on `device`.
+pub fn assert_narrow_fused_step_matches_the_tensor_op_step(
+    device: &Device,
+    moment_dtype: MomentDtype,
+) {
     let on = On::f32(device);
     let mut worst_param = 0.0f64;
     let (mut moments, mut one_ulp_apart) = (0usize, 0usize);
     for case in &Reference::load().cases {
-        let config = NovoGradConfig::from(case.config).with_moment_dtype(MomentDtype::Bf16);
+        let config = NovoGradConfig::from(case.config).with_moment_dtype(moment_dtype);
         let [fused, tensor_ops] =
             [true, false].map(|fused| config.clone().with_fused(fused).build());
-        for shape in [vec![300_000], vec![33, 17]] {
+        for shape in [vec![300_000], vec![48, 17]] {
             let len: usize = shape.iter().product();
             let mut grads = gradients(len).into_iter().take(30).collect::<Vec<_>>();
             grads[5][len / 2] = f64::NAN;
@@ -228,10 +239,17 @@ pub fn assert_bf16_fused_step_matches_the_tensor_op_step(device: &Device) {
                     "{}",
                     case.name
                 );
-                let (moment, moment_ops) = (values(&state.moment_1), values(&state_ops.moment_1));
+                let stored = |moment: &Tensor<2>| values(&moment.clone().dequantize());
+                let (moment, moment_ops) = (stored(&state.moment_1), stored(&state_ops.moment_1));
                 let scale = moment_ops.iter().fold(0.0f64, |max, m| max.max(m.abs()));
-                for (a, b) in moment.iter().zip(&moment_ops) {
-                    let allowed = 2f64.powi(-7) * a.abs().max(b.abs()) + 1e-6 * scale;
+                // One step of the storage: a bf16 ulp, or an 8-bit quantum (2·R_t of the module's
+                // docs), of the larger of the two.
+                let one_step = rounding_bound(moment_dtype, &moment)
+                    .into_iter()
+                    .zip(rounding_bound(moment_dtype, &moment_ops))
+                    .map(|(a, b)| 2.0 * a.max(b));
+                for ((a, b), one_step) in moment.iter().zip(&moment_ops).zip(one_step) {
+                    let allowed = one_step + 1e-6 * scale;
                     assert!((a - b).abs() <= allowed, "{}: m {a} vs {b}", case.name);
                     moments += 1;
                     one_ulp_apart += usize::from(a != b);
@@ -240,8 +258,9 @@ pub fn assert_bf16_fused_step_matches_the_tensor_op_step(device: &Device) {
         }
     }
     println!(
-        "bf16 moment, fused vs tensor ops: w within {worst_param:.2e}; {one_ulp_apart} of \
-         {moments} stored m elements one bf16 ulp apart, the others equal"
+        "{moment_dtype:?} moment, fused vs tensor ops: w within {worst_param:.2e}; \
+         {one_ulp_apart} of {moments} stored m elements differ, each by at most one step of the \
+         storage"
     );
     // The fused step sums `‖g‖²` in another order: equal results everywhere would mean that
     // the tensor-op step ran on both sides.

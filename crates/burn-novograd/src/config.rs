@@ -36,9 +36,10 @@ pub enum MomentDtype {
     /// block, `q` rounded to nearest (ties away from zero). A stored value is within `s/2` of
     /// the f32 one. The block is the largest of 64, 32 and 16 that divides the tensor's element
     /// count (1.06, 1.13 or 1.25 bytes per value); a tensor that none divides, or whose
-    /// parameter is not f32, keeps `m` in the parameter's dtype. Computed by Burn's
-    /// quantization ops on every backend (WGPU and CUDA included); no fused step reads this
-    /// storage yet, so these tensors take the tensor-op step.
+    /// parameter is not f32, keeps `m` in the parameter's dtype. The fused Flex step reads and
+    /// writes the codes and scales directly (same scales and rounding as Burn's Flex quantisation); on
+    /// other backends (WGPU and CUDA included) these tensors take the tensor-op step, through
+    /// Burn's quantisation ops.
     Int8,
 }
 
@@ -87,8 +88,8 @@ pub struct NovoGradConfig {
     /// How the first moment is stored: in the parameter's dtype, or narrower to save memory.
     #[config(default = "MomentDtype::Param")]
     pub moment_dtype: MomentDtype,
-    /// Take the backend's fused step where there is one (Flex, f32 with an f32 or bf16 moment
-    /// and f64, with this crate's `flex` feature; Burn's CubeCL backends on WGPU, CUDA and the
+    /// Take the backend's fused step where there is one (Flex, f32 with an f32, bf16 or 8-bit
+    /// moment and f64, with this crate's `flex` feature; Burn's CubeCL backends on WGPU, CUDA and the
     /// CPU, with or without Fusion, f32 with an f32 or bf16 moment, with its `wgpu`, `cuda` and
     /// `cpu` features); `false` forces the tensor-op step on every backend. Both compute the
     /// same equations; [`NovoGrad::fused_path`] says which step a device gets.

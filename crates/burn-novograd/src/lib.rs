@@ -13,7 +13,7 @@
 //!
 //! with β1 = 0.95, β2 = 0.98, ε = 1e-8, d = 0. The optimizer state is one tensor shaped like the
 //! parameter plus a few one-element tensors: half of Adam's, a quarter with the moment stored in
-//! bf16 ([`MomentDtype::Bf16`]). Options (grad averaging, AMSGrad, Apex's decay placement and
+//! bf16 ([`MomentDtype::Bf16`]), about an eighth in 8 bits per block ([`MomentDtype::Int8`]). Options (grad averaging, AMSGrad, Apex's decay placement and
 //! bias correction, optax's `eps_root`, the moment's storage) are fields of [`NovoGradConfig`];
 //! [`NovoGrad`] gives the full equations.
 //!

@@ -86,7 +86,9 @@ impl NovoGrad {
             }
             MomentDtype::Int8 => {
                 let elements = param.shape().num_elements();
-                let block = INT8_BLOCKS.into_iter().find(|block| elements % block == 0);
+                let block = INT8_BLOCKS
+                    .into_iter()
+                    .find(|block| elements.is_multiple_of(*block));
                 match (param.dtype(), block) {
                     (DType::F32, Some(block)) => Storage::Int8(int8_scheme(block)),
                     (dtype, _) => Storage::Float(dtype),

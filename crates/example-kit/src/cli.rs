@@ -126,6 +126,8 @@ pub enum MomentStorage {
     Param,
     /// bfloat16, rounded to nearest.
     Bf16,
+    /// 8 bits with an f32 scale per block of 64 values (Burn's block-wise quantisation).
+    Int8,
 }
 
 impl From<MomentStorage> for MomentDtype {
@@ -133,6 +135,7 @@ impl From<MomentStorage> for MomentDtype {
         match storage {
             MomentStorage::Param => MomentDtype::Param,
             MomentStorage::Bf16 => MomentDtype::Bf16,
+            MomentStorage::Int8 => MomentDtype::Int8,
         }
     }
 }

@@ -90,16 +90,18 @@ pub fn measure(
 ) -> Result<Vec<Memory>, String> {
     let mut measured = Vec::new();
     for workload in Workload::ALL {
-        let bf16 = optimizers
-            .contains(&OptimizerName::Novograd)
-            .then_some((OptimizerName::Novograd, MomentDtype::Bf16));
+        let narrow = [MomentDtype::Bf16, MomentDtype::Int8]
+            .into_iter()
+            .filter(|_| optimizers.contains(&OptimizerName::Novograd))
+            .map(|moment_dtype| (OptimizerName::Novograd, moment_dtype));
         let runs = optimizers
             .iter()
             .map(|&optimizer| (optimizer, MomentDtype::Param));
-        for (optimizer, moment_dtype) in runs.chain(bf16) {
+        for (optimizer, moment_dtype) in runs.chain(narrow) {
             let moment_dtype_arg = match moment_dtype {
                 MomentDtype::Param => "param",
                 MomentDtype::Bf16 => "bf16",
+                MomentDtype::Int8 => "int8",
             };
             let output = Command::new(exe)
                 .args(["probe", "--backend", &backend.to_string(), "--steps"])

@@ -865,6 +865,7 @@ Each optimizer's best rate above, trained {} epoch(s) with seeds {:?}, and twice
             let storage = match row.moment_dtype {
                 MomentDtype::Param => "",
                 MomentDtype::Bf16 => " (`m` in bf16)",
+                MomentDtype::Int8 => " (`m` in 8 bits)",
             };
             let _ = writeln!(
                 md,
@@ -891,13 +892,16 @@ Each optimizer's best rate above, trained {} epoch(s) with seeds {:?}, and twice
                 row_param(OptimizerName::Novograd),
                 row_param(OptimizerName::Adamw),
             ) {
-                let bf16 =
-                    row(OptimizerName::Novograd, MomentDtype::Bf16).map_or(String::new(), |bf16| {
-                        format!(
-                            " With `m` in bf16 the state is {:.3}× AdamW's.",
-                            bf16.state_bytes as f64 / adamw.state_bytes as f64
-                        )
-                    });
+                let bf16: String = [(MomentDtype::Bf16, "bf16"), (MomentDtype::Int8, "8 bits")]
+                    .into_iter()
+                    .filter_map(|(moment_dtype, storage)| {
+                        let narrow = row(OptimizerName::Novograd, moment_dtype)?;
+                        Some(format!(
+                            " With `m` in {storage} the state is {:.3}× AdamW's.",
+                            narrow.state_bytes as f64 / adamw.state_bytes as f64
+                        ))
+                    })
+                    .collect();
                 let mib = |bytes: f64| bytes / f64::from(1 << 20);
                 let _ = writeln!(
                     md,

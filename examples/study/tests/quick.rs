@@ -79,6 +79,9 @@ fn quick_study_writes_the_report() {
         "| MnistCnn | novograd (`m` in bf16) |",
         "| CharLm | novograd (`m` in bf16) |",
         "With `m` in bf16 the state is",
+        "| MnistCnn | novograd (`m` in 8 bits) |",
+        "| CharLm | novograd (`m` in 8 bits) |",
+        "With `m` in 8 bits the state is",
     ] {
         assert!(
             report.contains(section),

@@ -108,36 +108,145 @@ impl Stored<f32> for bf16 {
     }
 }
 
+/// The first moment of one tensor or of a part of it, as a fused step reads and writes it.
+pub(crate) trait MomentSlice<T: Real>: Send + Sized {
+    /// Consecutive parts of `part` elements each (the last may be shorter); `part` is a
+    /// multiple of [`PART_ALIGN`].
+    fn split(self, part: usize) -> Vec<Self>;
+    /// The second pass over this part: `m` and `w` in place.
+    fn update(
+        self,
+        hyper: &Hyper,
+        lr: LearningRate,
+        scalars: &Scalars,
+        param: &mut [T],
+        grad: &[T],
+    );
+}
+
+/// What the parts of a tensor split over the cores are a multiple of: every 8-bit block size.
+const PART_ALIGN: usize = 64;
+
+impl<T: Real, M: Stored<T>> MomentSlice<T> for &mut [M] {
+    fn split(self, part: usize) -> Vec<Self> {
+        self.chunks_mut(part).collect()
+    }
+    #[inline(always)]
+    fn update(
+        self,
+        hyper: &Hyper,
+        lr: LearningRate,
+        scalars: &Scalars,
+        param: &mut [T],
+        grad: &[T],
+    ) {
+        update_elements(hyper, lr, scalars, param, self, grad);
+    }
+}
+
+/// An 8-bit first moment: codes `q` and one scale `σ` per block, `m = σ·q`, as Burn's Flex
+/// backend stores `MomentDtype::Int8` (its `Q8S` block-wise quantisation, bit for bit).
+pub(crate) struct Int8Blocks<'a> {
+    /// `q ∈ [−127, 127]`, one per element.
+    pub codes: &'a mut [i8],
+    /// `σ`, one per block.
+    pub scales: &'a mut [f32],
+    /// Elements per block: 16, 32 or 64.
+    pub block: usize,
+}
+
+impl MomentSlice<f32> for Int8Blocks<'_> {
+    fn split(self, part: usize) -> Vec<Self> {
+        let block = self.block;
+        (self.codes.chunks_mut(part))
+            .zip(self.scales.chunks_mut(part / block))
+            .map(|(codes, scales)| Int8Blocks {
+                codes,
+                scales,
+                block,
+            })
+            .collect()
+    }
+    /// Block by block: `m_{t−1} = σ·q` widened into a buffer, the f32 step on it (the same loop
+    /// as an f32 moment), then `σ = max|m_t|/127` (2·max/254, the smallest positive f32 for an
+    /// all-zero block) and `q = round(m_t/σ)` (ties away from zero), as Burn's quantisation.
+    #[inline(always)]
+    fn update(
+        self,
+        hyper: &Hyper,
+        lr: LearningRate,
+        scalars: &Scalars,
+        param: &mut [f32],
+        grad: &[f32],
+    ) {
+        let block = self.block;
+        let mut moment = [0.0f32; PART_ALIGN];
+        let blocks = (self.codes.chunks_exact_mut(block))
+            .zip(self.scales.iter_mut())
+            .zip(param.chunks_exact_mut(block).zip(grad.chunks_exact(block)));
+        for ((codes, scale), (param, grad)) in blocks {
+            let moment = &mut moment[..block];
+            for (m, &code) in moment.iter_mut().zip(codes.iter()) {
+                *m = *scale * f32::from(code);
+            }
+            update_elements(hyper, lr, scalars, param, moment, grad);
+            let largest = moment.iter().fold(0.0f32, |max, m| max.max(m.abs()));
+            let next_scale = 2.0 * largest / 254.0;
+            *scale = match next_scale > 0.0 && next_scale.is_finite() {
+                true => next_scale,
+                false => f32::MIN_POSITIVE,
+            };
+            let inverse = 1.0 / *scale;
+            for (code, &m) in codes.iter_mut().zip(moment.iter()) {
+                *code = round_half_away(m * inverse).clamp(-127.0, 127.0) as i8;
+            }
+        }
+    }
+}
+
+/// `f32::round` (to nearest, ties away from zero) from operations that vectorise: `trunc` and
+/// the exact fraction `x − trunc(x)`. Equal to `x.round()` for every `x` except that it may
+/// give `+0` where `round` gives `−0`.
+#[inline(always)]
+fn round_half_away(x: f32) -> f32 {
+    let truncated = x.trunc();
+    let away = match (x - truncated).abs() >= 0.5 {
+        true => 1.0f32.copysign(x),
+        false => 0.0,
+    };
+    truncated + away
+}
+
 /// Both passes over one contiguous tensor, `w` and `m` in place. `None` (and nothing touched)
 /// when `‖g‖²`, rounded to `T` as the second moment is, is not finite: a NaN or ±Inf in `g`, or
 /// a sum past `T`'s range. A large tensor is split over the cores once for both passes: each
 /// thread sums its part of `g`, waits for the others, adds all partial sums in the same order
 /// (so every thread derives the same scalars) and updates its part, while that part of `g` is
 /// still in its cache.
-pub(crate) fn fused_step<T: Real, M: Stored<T>>(
+pub(crate) fn fused_step<T: Real, M: MomentSlice<T>>(
     hyper: &Hyper,
     lr: LearningRate,
     param: &mut [T],
-    moment_1: &mut [M],
+    moment_1: M,
     grad: &[T],
     previous: Previous,
 ) -> Option<Scalars> {
     // Adds up the partial sums of ‖g‖², then updates one part of the tensor.
-    let finish = |sum: f64, param: &mut [T], moment_1: &mut [M], grad: &[T]| {
+    let finish = |sum: f64, param: &mut [T], moment_1: M, grad: &[T]| {
         let grad_norm_sq = T::of(sum).wide();
         if !grad_norm_sq.is_finite() {
             return None;
         }
         let scalars = scalars(hyper, grad_norm_sq, previous, T::MAX);
-        update_elements_fastest(hyper, lr, &scalars, param, moment_1, grad);
+        update_fastest(hyper, lr, &scalars, param, moment_1, grad);
         Some(scalars)
     };
     if param.len() < PARALLEL_MIN {
         return finish(sum_squares(grad), param, moment_1, grad);
     }
-    let part = param.len().div_ceil(cores());
+    let part = param.len().div_ceil(cores()).next_multiple_of(PART_ALIGN);
     let parts: Vec<_> = (param.chunks_mut(part))
-        .zip(moment_1.chunks_mut(part))
+        .zip(moment_1.split(part))
         .zip(grad.chunks(part))
         .collect();
     let partial_sums: Vec<OnceLock<f64>> = parts.iter().map(|_| OnceLock::new()).collect();
@@ -186,36 +295,36 @@ pub(crate) fn scalars(
     }
 }
 
-/// [`update_elements`] compiled for the widest vectors the processor has: AVX2 where it has
+/// [`MomentSlice::update`] compiled for the widest vectors the processor has: AVX2 where it has
 /// them (detected at run time; the same IEEE operations, so the same results), else the build's
 /// baseline. Without AVX2's packing instructions the bf16 moment's loop does not vectorise.
-fn update_elements_fastest<T: Real, M: Stored<T>>(
+fn update_fastest<T: Real, M: MomentSlice<T>>(
     hyper: &Hyper,
     lr: LearningRate,
     scalars: &Scalars,
     param: &mut [T],
-    moment_1: &mut [M],
+    moment_1: M,
     grad: &[T],
 ) {
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") {
         /// The same loop with AVX2 enabled.
         #[target_feature(enable = "avx2")]
-        fn with_avx2<T: Real, M: Stored<T>>(
+        fn with_avx2<T: Real, M: MomentSlice<T>>(
             hyper: &Hyper,
             lr: LearningRate,
             scalars: &Scalars,
             param: &mut [T],
-            moment_1: &mut [M],
+            moment_1: M,
             grad: &[T],
         ) {
-            update_elements(hyper, lr, scalars, param, moment_1, grad);
+            moment_1.update(hyper, lr, scalars, param, grad);
         }
         // SAFETY: the processor has AVX2, checked just above.
         unsafe { with_avx2(hyper, lr, scalars, param, moment_1, grad) };
         return;
     }
-    update_elements(hyper, lr, scalars, param, moment_1, grad);
+    moment_1.update(hyper, lr, scalars, param, grad);
 }
 
 /// The second pass: `m` and `w` of a slice of the tensor, in place.
@@ -295,4 +404,28 @@ fn on_threads<I: Send, R: Send>(items: Vec<I>, work: impl Fn(I) -> R + Sync) -> 
         );
         results
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::round_half_away;
+
+    #[test]
+    fn round_half_away_is_f32_round() {
+        let edges = [
+            0.5, 1.5, 2.5, 0.49999997, 0.50000006, 126.5, 127.49999, 8388607.5, 1e30,
+        ];
+        let specials = [0.0, f32::INFINITY, f32::MIN_POSITIVE, 1e-45];
+        let mut values: Vec<f32> = edges.iter().chain(&specials).copied().collect();
+        // Every f32 in [−256, 256] with its last 12 bits zero, ties among them.
+        values.extend(
+            (0..1u32 << 20)
+                .map(|i| f32::from_bits(i << 12))
+                .filter(|x| x.abs() <= 256.0),
+        );
+        for x in values.iter().flat_map(|&x| [x, -x]) {
+            assert_eq!(round_half_away(x), x.round(), "{x:e}");
+        }
+        assert!(round_half_away(f32::NAN).is_nan());
+    }
 }

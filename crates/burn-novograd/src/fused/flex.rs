@@ -4,13 +4,13 @@
 //! the tensor is made. The per-tensor scalars live in host memory on this backend, so reading
 //! them is no device sync.
 
-use burn::backend::flex::FlexTensor;
-use burn::backend::{DispatchDevice, Flex};
+use burn::backend::flex::{FlexQTensor, FlexTensor};
+use burn::backend::{BackendTensor, DispatchDevice, DispatchTensorKind, Flex};
 use burn::optim::LearningRate;
-use burn::tensor::{DType, Element, Tensor, bf16};
+use burn::tensor::{DType, DispatchTensor, Element, Tensor, bf16};
 
 use super::Inputs;
-use super::cpu::{Previous, Real, Stored, fused_step};
+use super::cpu::{Int8Blocks, Previous, Real, Stored, fused_step};
 use crate::hyper::Hyper;
 use crate::state::NovoGradState;
 
@@ -20,7 +20,8 @@ pub(super) fn takes(device: &DispatchDevice) -> bool {
 }
 
 /// The fused step when the tensors live on Flex, the parameter and its gradient are both f32 or
-/// both f64, the first moment is of that dtype too or bf16 for f32, the second moment is of the
+/// both f64, the first moment is of that dtype too, or bf16 or 8-bit blocks (`Q8S`, one scale
+/// per block of the last axis, no per-tensor scale) for f32, the second moment is of the
 /// parameter's dtype and the step counter is an i64 or i32; anything else is handed back.
 pub(super) fn step<const D: usize>(
     hyper: &Hyper,
@@ -34,7 +35,9 @@ pub(super) fn step<const D: usize>(
     let supported = takes(param.device().as_dispatch())
         && matches!(dtype, DType::F32 | DType::F64)
         && grad.dtype() == dtype
-        && (moment_1_dtype == dtype || (dtype, moment_1_dtype) == (DType::F32, DType::BF16))
+        && (moment_1_dtype == dtype
+            || (dtype, moment_1_dtype) == (DType::F32, DType::BF16)
+            || (dtype == DType::F32 && int8_blocks(moment_1_dtype).is_some()))
         && moments
             .iter()
             .flatten()
@@ -46,7 +49,7 @@ pub(super) fn step<const D: usize>(
     let (param, grad, state) = inputs;
     let float = |tensor: Tensor<D>| primitive(tensor.try_into_primitive::<Flex>());
     let scalar = |tensor: Tensor<1>| primitive(tensor.try_into_primitive::<Flex>());
-    let (param, grad, moment_1) = (float(param), float(grad), float(state.moment_1));
+    let (param, grad) = (float(param), float(grad));
     let mut moment_2 = scalar(state.moment_2);
     let mut max_moment_2 = state.max_moment_2.map(scalar);
     let mut step = primitive(state.step.try_into_primitive::<Flex>());
@@ -56,11 +59,21 @@ pub(super) fn step<const D: usize>(
         step: first_int(&step) + 1,
     };
     let (param, moment_1, scalars) = match (dtype, moment_1_dtype) {
-        (DType::F32, DType::BF16) => {
-            update::<f32, bf16>(hyper, lr, param, grad, moment_1, previous)
+        (DType::F32, DType::QFloat(_)) => {
+            update_int8(hyper, lr, param, grad, state.moment_1, previous)
         }
-        (DType::F32, _) => update::<f32, f32>(hyper, lr, param, grad, moment_1, previous),
-        _ => update::<f64, f64>(hyper, lr, param, grad, moment_1, previous),
+        (DType::F32, DType::BF16) => {
+            let moment_1 = float(state.moment_1);
+            update::<D, f32, bf16>(hyper, lr, param, grad, moment_1, previous)
+        }
+        (DType::F32, _) => {
+            let moment_1 = float(state.moment_1);
+            update::<D, f32, f32>(hyper, lr, param, grad, moment_1, previous)
+        }
+        _ => {
+            let moment_1 = float(state.moment_1);
+            update::<D, f64, f64>(hyper, lr, param, grad, moment_1, previous)
+        }
     };
     // The one-element state in place; untouched when the step is skipped (a NaN or ±Inf in g,
     // or ‖g‖² past the dtype's range).
@@ -72,7 +85,7 @@ pub(super) fn step<const D: usize>(
         set_first_int(&mut step, previous.step);
     }
     let state = NovoGradState {
-        moment_1: tensor(moment_1),
+        moment_1,
         moment_2: tensor(moment_2),
         max_moment_2: max_moment_2.map(tensor),
         step: Tensor::from_primitive::<Flex>(step),
@@ -82,14 +95,18 @@ pub(super) fn step<const D: usize>(
 
 /// `w` and `m` after the step (in place where their buffers allow), and the step's scalars: `w`
 /// in `T`, `m` stored as `M`.
-fn update<T: Real + Element + bytemuck::Pod, M: Stored<T> + Element + bytemuck::Pod>(
+fn update<
+    const D: usize,
+    T: Real + Element + bytemuck::Pod,
+    M: Stored<T> + Element + bytemuck::Pod,
+>(
     hyper: &Hyper,
     lr: LearningRate,
     param: FlexTensor,
     grad: FlexTensor,
     moment_1: FlexTensor,
     previous: Previous,
-) -> (FlexTensor, FlexTensor, Option<super::cpu::Scalars>) {
+) -> (FlexTensor, Tensor<D>, Option<super::cpu::Scalars>) {
     let (mut param, grad, mut moment_1) = (dense(param), dense(grad), dense(moment_1));
     // Copy-on-write: a buffer still shared (the caller kept a handle) is copied once here.
     let scalars = fused_step(
@@ -100,6 +117,65 @@ fn update<T: Real + Element + bytemuck::Pod, M: Stored<T> + Element + bytemuck::
         grad.storage::<T>(),
         previous,
     );
+    (param, tensor(moment_1), scalars)
+}
+
+/// The block size of an 8-bit moment that the fused step reads: `Q8S` with one f32 scale per
+/// block of the last axis and no per-tensor scale.
+fn int8_blocks(dtype: DType) -> Option<usize> {
+    use burn::tensor::quantization::{QuantValue, ScaleDtype};
+    let DType::QFloat(scheme) = dtype else {
+        return None;
+    };
+    let block = scheme.block_scale()?;
+    let size = block.size.as_slice();
+    let single_axis = size.len() == 1 && size[0] > 0;
+    let plain = scheme.value == QuantValue::Q8S
+        && block.dtype == ScaleDtype::F32
+        && scheme.tensor_scale().is_none();
+    (single_axis && plain).then(|| usize::from(size[0]))
+}
+
+/// `w` and `m` after the step with an 8-bit `m` (codes in place where their buffer allows; new
+/// scales), and the step's scalars.
+fn update_int8<const D: usize>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    param: FlexTensor,
+    grad: FlexTensor,
+    moment_1: Tensor<D>,
+    previous: Previous,
+) -> (FlexTensor, Tensor<D>, Option<super::cpu::Scalars>) {
+    let dtype = moment_1.dtype();
+    let DispatchTensor { kind, autodiff } = moment_1.into_dispatch();
+    let DispatchTensorKind::Flex(BackendTensor::Quantized(quantized)) = kind else {
+        panic!("an 8-bit moment on Flex is a Flex quantized tensor");
+    };
+    let DType::QFloat(scheme) = dtype else {
+        unreachable!("checked by the caller")
+    };
+    let block = int8_blocks(dtype).expect("checked by the caller");
+    let mut scales = quantized.scales().to_vec();
+    let (mut param, grad) = (dense(param), dense(grad));
+    let mut codes = dense(quantized.tensor().clone());
+    // The quantized tensor no longer holds the codes: written in place unless shared elsewhere.
+    drop(quantized);
+    let moment = Int8Blocks {
+        codes: codes.storage_mut::<i8>(),
+        scales: &mut scales,
+        block,
+    };
+    let scalars = fused_step(
+        hyper,
+        lr,
+        param.storage_mut::<f32>(),
+        moment,
+        grad.storage::<f32>(),
+        previous,
+    );
+    let quantized = FlexQTensor::new(codes, scheme, scales, None);
+    let kind = DispatchTensorKind::Flex(BackendTensor::Quantized(quantized));
+    let moment_1 = Tensor::from_dispatch(DispatchTensor { kind, autodiff });
     (param, moment_1, scalars)
 }
 
