@@ -303,3 +303,25 @@ fn skipped_step_keeps_an_int8_moment_bit_for_bit() {
         }
     }
 }
+
+/// Where an 8-bit `m` is stored: on Flex a quantised tensor for f32 parameters whose element
+/// count a block size divides, else the parameter's dtype (an odd count, an f64 parameter, and
+/// every tensor on ndarray, whose block-wise quantisation fails on rank-4 tensors).
+#[test]
+fn int8_moment_storage_by_tensor_and_backend() {
+    let optimizer = NovoGradConfig::new()
+        .with_moment_dtype(MomentDtype::Int8)
+        .build();
+    let stored = |device: &Device, shape: [usize; 4], dtype: burn::tensor::DType| {
+        let param = Tensor::<4>::ones(shape, (device, dtype.into()));
+        let (_, state) = optimizer.step(LR, param.clone(), param, None);
+        state.expect("a state").moment_1.dtype()
+    };
+    let quantised = |dtype| matches!(dtype, burn::tensor::DType::QFloat(_));
+    let (f32, f64) = (burn::tensor::DType::F32, burn::tensor::DType::F64);
+    let flex = Device::flex();
+    assert!(quantised(stored(&flex, [8, 4, 3, 3], f32)));
+    assert_eq!(stored(&flex, [5, 1, 3, 3], f32), f32);
+    assert_eq!(stored(&flex, [8, 4, 3, 3], f64), f64);
+    assert_eq!(stored(&novograd_tests::ndarray(), [8, 4, 3, 3], f32), f32);
+}

@@ -36,7 +36,8 @@ pub enum MomentDtype {
     /// block, `q` rounded to nearest (ties away from zero). A stored value is within `s/2` of
     /// the f32 one. The block is the largest of 64, 32 and 16 that divides the tensor's element
     /// count (1.06, 1.13 or 1.25 bytes per value); a tensor that none divides, or whose
-    /// parameter is not f32, keeps `m` in the parameter's dtype. The fused Flex step reads and
+    /// parameter is not f32, keeps `m` in the parameter's dtype, as does every tensor on the
+    /// deprecated ndarray backend (its block-wise quantisation fails on rank-4 tensors). The fused Flex step reads and
     /// writes the codes and scales directly (same scales and rounding as Burn's Flex quantisation); on
     /// other backends (WGPU and CUDA included) these tensors take the tensor-op step, through
     /// Burn's quantisation ops.

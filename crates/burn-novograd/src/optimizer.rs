@@ -89,8 +89,9 @@ impl NovoGrad {
                 let block = INT8_BLOCKS
                     .into_iter()
                     .find(|block| elements.is_multiple_of(*block));
-                match (param.dtype(), block) {
-                    (DType::F32, Some(block)) => Storage::Int8(int8_scheme(block)),
+                let scheme = block.and_then(|block| int8_scheme(block, &param.device()));
+                match (param.dtype(), scheme) {
+                    (DType::F32, Some(scheme)) => Storage::Int8(scheme),
                     (dtype, _) => Storage::Float(dtype),
                 }
             }
@@ -246,12 +247,17 @@ impl NovoGrad {
 const INT8_BLOCKS: [usize; 3] = [64, 32, 16];
 
 /// Burn's symmetric 8-bit quantisation with one f32 scale per `block` values along the last
-/// axis (packed four to a `u32` where the backend packs; Flex stores `i8`).
-fn int8_scheme(block: usize) -> QuantScheme {
-    QuantScheme::default()
+/// axis, four values packed in a `u32` (CubeCL's kernels quantise only into that; Flex takes it
+/// and keeps one `i8` per value). `None` on ndarray, the one backend that says it supports the
+/// unpacked form: its block-wise ops fail on rank-4 tensors (they reshape to twice the rank,
+/// past its limit of 6), so `m` stays in the parameter's dtype there.
+fn int8_scheme(block: usize, device: &Device) -> Option<QuantScheme> {
+    let scheme = QuantScheme::default()
         .with_value(QuantValue::Q8S)
-        .with_store(QuantStore::PackedU32(0))
-        .per_block([block as u8], ScaleDtype::F32)
+        .per_block([block as u8], ScaleDtype::F32);
+    let native = scheme.with_store(QuantStore::Native);
+    (!device.supports_dtype(DType::QFloat(native)))
+        .then(|| scheme.with_store(QuantStore::PackedU32(0)))
 }
 
 /// How `m` is stored between steps.
