@@ -179,28 +179,64 @@ impl MomentSlice<f32> for Int8Blocks<'_> {
         param: &mut [f32],
         grad: &[f32],
     ) {
-        let block = self.block;
-        let mut moment = [0.0f32; PART_ALIGN];
-        let blocks = (self.codes.chunks_exact_mut(block))
-            .zip(self.scales.iter_mut())
-            .zip(param.chunks_exact_mut(block).zip(grad.chunks_exact(block)));
-        for ((codes, scale), (param, grad)) in blocks {
-            let moment = &mut moment[..block];
-            for (m, &code) in moment.iter_mut().zip(codes.iter()) {
-                *m = *scale * f32::from(code);
-            }
-            update_elements(hyper, lr, scalars, param, moment, grad);
-            let largest = moment.iter().fold(0.0f32, |max, m| max.max(m.abs()));
-            let next_scale = 2.0 * largest / 254.0;
-            *scale = match next_scale > 0.0 && next_scale.is_finite() {
-                true => next_scale,
-                false => f32::MIN_POSITIVE,
-            };
-            let inverse = 1.0 / *scale;
-            for (code, &m) in codes.iter_mut().zip(moment.iter()) {
-                *code = round_half_away(m * inverse).clamp(-127.0, 127.0) as i8;
-            }
+        let (codes, scales) = (self.codes, self.scales);
+        match self.block {
+            64 => update_blocks::<64>(hyper, lr, scalars, param, codes, scales, grad),
+            32 => update_blocks::<32>(hyper, lr, scalars, param, codes, scales, grad),
+            16 => update_blocks::<16>(hyper, lr, scalars, param, codes, scales, grad),
+            block => unreachable!("8-bit blocks are of 16, 32 or 64 values, not {block}"),
         }
+    }
+}
+
+/// [`Int8Blocks::update`] with its block size known to the compiler, so that each block's
+/// loops are unrolled and vectorised.
+#[inline(always)]
+fn update_blocks<const BLOCK: usize>(
+    hyper: &Hyper,
+    lr: LearningRate,
+    scalars: &Scalars,
+    param: &mut [f32],
+    codes: &mut [i8],
+    scales: &mut [f32],
+    grad: &[f32],
+) {
+    let blocks = (codes.chunks_exact_mut(BLOCK))
+        .zip(scales.iter_mut())
+        .zip(param.chunks_exact_mut(BLOCK).zip(grad.chunks_exact(BLOCK)));
+    for ((codes, scale), (param, grad)) in blocks {
+        let mut moment = [0.0f32; BLOCK];
+        for (m, &code) in moment.iter_mut().zip(codes.iter()) {
+            *m = *scale * f32::from(code);
+        }
+        update_elements(hyper, lr, scalars, param, &mut moment, grad);
+        let next_scale = 2.0 * largest_magnitude(&moment) / 254.0;
+        *scale = match next_scale > 0.0 && next_scale.is_finite() {
+            true => next_scale,
+            false => f32::MIN_POSITIVE,
+        };
+        let inverse = 1.0 / *scale;
+        for (code, &m) in codes.iter_mut().zip(moment.iter()) {
+            let code_value = round_half_away(m * inverse).clamp(-127.0, 127.0);
+            // A NaN becomes 0, as Rust's saturating cast makes it.
+            let code_value = if code_value.is_nan() { 0.0 } else { code_value };
+            // SAFETY: a value in [−127, 127], not NaN: in range of i32.
+            *code = unsafe { code_value.to_int_unchecked::<i32>() } as i8;
+        }
+    }
+}
+
+/// `max|x|` over `values` ignoring NaNs, as a fold with `f32::max` from 0 gives, by the order
+/// of the magnitudes' bit patterns (which is their order, NaNs above +∞), in integers, which
+/// vectorise; the fold itself only when a NaN is there.
+#[inline(always)]
+fn largest_magnitude(values: &[f32]) -> f32 {
+    let largest_bits = (values.iter())
+        .map(|x| x.to_bits() & 0x7FFF_FFFF)
+        .fold(0, u32::max);
+    match largest_bits > f32::INFINITY.to_bits() {
+        false => f32::from_bits(largest_bits),
+        true => values.iter().fold(0.0f32, |max, x| max.max(x.abs())),
     }
 }
 
@@ -408,7 +444,28 @@ fn on_threads<I: Send, R: Send>(items: Vec<I>, work: impl Fn(I) -> R + Sync) -> 
 
 #[cfg(test)]
 mod tests {
-    use super::round_half_away;
+    use super::{largest_magnitude, round_half_away};
+
+    #[test]
+    fn largest_magnitude_is_the_fold_of_f32_max() {
+        let fold = |values: &[f32]| values.iter().fold(0.0f32, |max, x| max.max(x.abs()));
+        let cases: [&[f32]; 7] = [
+            &[],
+            &[-0.0, 0.0],
+            &[1e-45, -3.0, 2.5, f32::MIN_POSITIVE],
+            &[-f32::INFINITY, 1.0],
+            &[f32::NAN, -2.0, 1.0],
+            &[f32::NAN, f32::NAN],
+            &[-f32::MAX, f32::NAN, f32::INFINITY],
+        ];
+        for values in cases {
+            assert_eq!(
+                largest_magnitude(values).to_bits(),
+                fold(values).to_bits(),
+                "{values:?}"
+            );
+        }
+    }
 
     #[test]
     fn round_half_away_is_f32_round() {
