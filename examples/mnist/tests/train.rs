@@ -460,6 +460,17 @@ fn trained_values(dir: &Path) -> Vec<u32> {
 /// run leaves them).
 #[test]
 fn command_line_resumes_an_interrupted_run_where_it_would_have_ended() {
+    resumes_where_it_would_have_ended("bf16");
+}
+
+/// The same with an 8-bit first moment, which the checkpoints hold as Burn's quantised tensors.
+#[test]
+fn command_line_resumes_an_interrupted_run_with_an_int8_moment_where_it_would_have_ended() {
+    resumes_where_it_would_have_ended("int8");
+}
+
+/// The test above with `m` stored as `moment_dtype` (the `--moment-dtype` value).
+fn resumes_where_it_would_have_ended(moment_dtype: &str) {
     let data_dir = tempfile::tempdir().unwrap();
     tiny_mnist(data_dir.path());
     let root = tempfile::tempdir().unwrap();
@@ -481,7 +492,7 @@ fn command_line_resumes_an_interrupted_run_where_it_would_have_ended() {
             "--no-decay-bias-norm",
             "--amsgrad",
             "--moment-dtype",
-            "bf16",
+            moment_dtype,
             "--artifact-dir",
             dir.to_str().unwrap(),
         ];
