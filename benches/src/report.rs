@@ -296,10 +296,7 @@ impl Report {
         };
         let narrow_moments: String = [
             (Contender::NovogradBf16Moment, "bf16"),
-            (
-                Contender::NovogradInt8Moment,
-                "8 bits (Burn's quantisation, tensor-op step)",
-            ),
+            (Contender::NovogradInt8Moment, "8 bits per block of 64"),
         ]
         .into_iter()
         .filter_map(|(contender, storage)| {
