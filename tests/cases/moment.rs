@@ -313,7 +313,7 @@ fn int8_moment_storage_by_tensor_and_backend() {
         .with_moment_dtype(MomentDtype::Int8)
         .build();
     let stored = |device: &Device, shape: [usize; 4], dtype: burn::tensor::DType| {
-        let param = Tensor::<4>::ones(shape, (device, dtype.into()));
+        let param = Tensor::<4>::ones(shape, (device, dtype));
         let (_, state) = optimizer.step(LR, param.clone(), param, None);
         state.expect("a state").moment_1.dtype()
     };
