@@ -144,8 +144,8 @@ impl<T: Real, M: Stored<T>> MomentSlice<T> for &mut [M] {
     }
 }
 
-/// An 8-bit first moment: codes `q` and one scale `σ` per block, `m = σ·q`, as Burn's Flex
-/// backend stores `MomentDtype::Int8` (its `Q8S` block-wise quantisation, bit for bit).
+/// An 8-bit first moment: codes `q` and one scale `σ` per block, `m = σ·q`, laid out as Burn's
+/// Flex backend stores `MomentDtype::Int8` (its `Q8S` block-wise quantisation).
 pub(crate) struct Int8Blocks<'a> {
     /// `q ∈ [−127, 127]`, one per element.
     pub codes: &'a mut [i8],

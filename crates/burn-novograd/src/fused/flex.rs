@@ -121,7 +121,8 @@ fn update<
 }
 
 /// The block size of an 8-bit moment that the fused step reads: `Q8S` with one f32 scale per
-/// block of the last axis and no per-tensor scale.
+/// block of 16, 32 or 64 values of the last axis (the sizes `MomentDtype::Int8` takes) and no
+/// per-tensor scale.
 fn int8_blocks(dtype: DType) -> Option<usize> {
     use burn::tensor::quantization::{QuantValue, ScaleDtype};
     let DType::QFloat(scheme) = dtype else {
@@ -129,7 +130,7 @@ fn int8_blocks(dtype: DType) -> Option<usize> {
     };
     let block = scheme.block_scale()?;
     let size = block.size.as_slice();
-    let single_axis = size.len() == 1 && size[0] > 0;
+    let single_axis = size.len() == 1 && matches!(size[0], 16 | 32 | 64);
     let plain = scheme.value == QuantValue::Q8S
         && block.dtype == ScaleDtype::F32
         && scheme.tensor_scale().is_none();
