@@ -305,8 +305,9 @@ fn skipped_step_keeps_an_int8_moment_bit_for_bit() {
 }
 
 /// Where an 8-bit `m` is stored: on Flex a quantised tensor for f32 parameters whose element
-/// count a block size divides, else the parameter's dtype (an odd count, an f64 parameter, and
-/// every tensor on ndarray, whose block-wise quantisation fails on rank-4 tensors).
+/// count a block size divides, else the parameter's dtype (an odd count, an empty tensor, an
+/// f64 parameter, and every tensor on ndarray, whose block-wise quantisation fails on rank-4
+/// tensors).
 #[test]
 fn int8_moment_storage_by_tensor_and_backend() {
     let optimizer = NovoGradConfig::new()
@@ -322,6 +323,7 @@ fn int8_moment_storage_by_tensor_and_backend() {
     let flex = Device::flex();
     assert!(quantised(stored(&flex, [8, 4, 3, 3], f32)));
     assert_eq!(stored(&flex, [5, 1, 3, 3], f32), f32);
+    assert_eq!(stored(&flex, [0, 4, 3, 3], f32), f32);
     assert_eq!(stored(&flex, [8, 4, 3, 3], f64), f64);
     assert_eq!(stored(&novograd_tests::ndarray(), [8, 4, 3, 3], f32), f32);
 }

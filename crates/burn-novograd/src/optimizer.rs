@@ -86,9 +86,9 @@ impl NovoGrad {
             }
             MomentDtype::Int8 => {
                 let elements = param.shape().num_elements();
-                let block = INT8_BLOCKS
-                    .into_iter()
-                    .find(|block| elements.is_multiple_of(*block));
+                // An empty tensor has nothing to quantise: it keeps its dtype.
+                let block = (INT8_BLOCKS.into_iter())
+                    .find(|block| elements > 0 && elements.is_multiple_of(*block));
                 let scheme = block.and_then(|block| int8_scheme(block, &param.device()));
                 match (param.dtype(), scheme) {
                     (DType::F32, Some(scheme)) => Storage::Int8(scheme),
