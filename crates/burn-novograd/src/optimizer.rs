@@ -146,8 +146,8 @@ impl Optimizer for NovoGrad {
         let inputs = (param, grad, state);
         let (param, state) = match self.fused {
             true => fused::step(&self.hyper, lr, inputs)
-                .unwrap_or_else(|inputs| self.tensor_op_step(lr, inputs)),
-            false => self.tensor_op_step(lr, inputs),
+                .unwrap_or_else(|inputs| self.tensor_op_step(lr, storage, inputs)),
+            false => self.tensor_op_step(lr, storage, inputs),
         };
         (param, Some(state))
     }
@@ -164,10 +164,11 @@ impl Optimizer for NovoGrad {
 
 impl NovoGrad {
     /// The step in Burn tensor ops, on any backend: the executable specification of every
-    /// fused step.
+    /// fused step. `m_t` is stored as `storage` says.
     fn tensor_op_step<const D: usize>(
         &self,
         lr: LearningRate,
+        storage: Storage,
         (param, grad, state): fused::Inputs<D>,
     ) -> (Tensor<D>, NovoGradState<D>) {
         let Hyper {
@@ -209,7 +210,6 @@ impl NovoGrad {
         let correction_1 = self.bias_correction(beta_1, &step_float);
 
         // m is stored in its own form (w's dtype, or narrower) and computed in w's dtype.
-        let storage = self.moment_1_storage(&param);
         let moment_1_prev = load(state.moment_1, &param);
         let (moment_1, update) = match self.hyper.weight_decay_mode {
             // m_t = β1·m_{t−1} + a·(g_t/(√v̂_t + ε) + d·w_t); update = λ·m_t/(1 − β1^t)
