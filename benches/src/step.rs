@@ -116,20 +116,14 @@ impl Contender {
             Self::NovogradTensorOps => {
                 StepBench::boxed(Self::novograd().with_fused(false).build(), set, device)
             }
-            Self::NovogradBf16Moment => StepBench::boxed(
-                Self::novograd()
-                    .with_moment_dtype(MomentDtype::Bf16)
-                    .build(),
-                set,
-                device,
-            ),
-            Self::NovogradInt8Moment => StepBench::boxed(
-                Self::novograd()
-                    .with_moment_dtype(MomentDtype::Int8)
-                    .build(),
-                set,
-                device,
-            ),
+            Self::NovogradBf16Moment | Self::NovogradInt8Moment => {
+                let moment_dtype = match self {
+                    Self::NovogradBf16Moment => MomentDtype::Bf16,
+                    _ => MomentDtype::Int8,
+                };
+                let config = Self::novograd().with_moment_dtype(moment_dtype);
+                StepBench::boxed(config.build(), set, device)
+            }
             Self::Adamw => StepBench::boxed(
                 AdamWConfig::new()
                     .with_epsilon(1e-8)
