@@ -29,7 +29,7 @@ use core::any::{Any, TypeId};
 
 use burn::backend::{BackendTypes, Cube, DispatchDevice, RuntimeId};
 use burn::optim::LearningRate;
-use burn::tensor::{DType, Device, Int, Shape, Tensor};
+use burn::tensor::{DType, Device, Int, Shape, StreamId, Tensor};
 use burn_cubecl::kernel::into_contiguous;
 use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, empty_device_dtype};
 use burn_cubecl::tensor::CubeTensor;
@@ -455,20 +455,28 @@ fn new_output(tensor: &CubeTensor) -> (CubeTensor, TensorArg) {
 }
 
 /// A workspace of at least `len` floats on `tensor`'s device for the three-kernel steps, one
-/// per device and thread, made at its first use (or when a step needs more) and reused by every
-/// later step: kernels that one thread launches on one device run in launch order, so each
-/// step's kernels write it after the last step's read it. Freed with the thread.
+/// per device and stream (the stream that launches: under Fusion, the stream of the operation
+/// being run), made at its first use (or when a step needs more) and reused by every later
+/// step: the kernels of one stream run in launch order, so each step's kernels write it after
+/// the last step's read it. Kernels of two streams are not ordered that way (CubeCL makes a
+/// stream wait for another's writes to a buffer it reads, not for its reads before writing), so
+/// a workspace shared by two streams, such as two threads stepping on one device, would be
+/// written by one while the other reads it. Kept by the launching thread for the last
+/// [`WORKSPACE_STREAMS`] streams it made one for.
 fn workspace(tensor: &CubeTensor, len: usize) -> CubeTensor {
     thread_local! {
-        static WORKSPACES: std::cell::RefCell<Vec<CubeTensor>> = const { std::cell::RefCell::new(Vec::new()) };
+        static WORKSPACES: std::cell::RefCell<Vec<(StreamId, CubeTensor)>> = const { std::cell::RefCell::new(Vec::new()) };
     }
+    let stream = StreamId::current();
     WORKSPACES.with_borrow_mut(|workspaces| {
-        let same_device = |workspace: &CubeTensor| workspace.device == tensor.device;
-        let found = workspaces.iter().position(same_device);
+        let same = |(other, workspace): &(StreamId, CubeTensor)| {
+            *other == stream && workspace.device == tensor.device
+        };
+        let found = workspaces.iter().position(same);
         if let Some(found) = found
-            && workspaces[found].meta.num_elements() >= len
+            && workspaces[found].1.meta.num_elements() >= len
         {
-            return workspaces[found].clone();
+            return workspaces[found].1.clone();
         }
         let workspace = empty_device_dtype(
             tensor.client.clone(),
@@ -476,10 +484,17 @@ fn workspace(tensor: &CubeTensor, len: usize) -> CubeTensor {
             Shape::new([len]),
             DType::F32,
         );
-        match found {
-            Some(found) => workspaces[found] = workspace.clone(),
-            None => workspaces.push(workspace.clone()),
+        if let Some(found) = found {
+            workspaces.remove(found);
         }
+        if workspaces.len() == WORKSPACE_STREAMS {
+            workspaces.remove(0);
+        }
+        workspaces.push((stream, workspace.clone()));
         workspace
     })
 }
+
+/// Streams whose workspaces a thread keeps ([`workspace`]); an older one's is dropped, and the
+/// stream makes a new one if it steps again.
+const WORKSPACE_STREAMS: usize = 16;
