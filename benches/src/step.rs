@@ -83,7 +83,7 @@ impl Contender {
     pub fn runs_on(self, device: &Device) -> bool {
         match self {
             Self::NovogradBf16Moment => device.supports_dtype(DType::BF16),
-            Self::NovogradMultiTensor => burn_novograd::tensors_per_launch(device).is_some(),
+            Self::NovogradMultiTensor => burn_novograd::tensors_per_launch(device, 1).is_some(),
             _ => true,
         }
     }

@@ -1,7 +1,7 @@
 //! Kernel launches of a step on WGPU: per tensor, one for the fused step of a tensor that one
 //! cube covers, three for a larger one (the partial sums of the norm, their sum with the state's
-//! per-tensor values, and the update), whatever the number of tensors; three per chunk of as
-//! many tensors as one launch takes for the multi-tensor step of a module (`multi_tensor`); more
+//! per-tensor values, and the update), whatever the number of tensors; one or three per chunk of
+//! as many tensors as one launch takes for the multi-tensor step of a module (`multi_tensor`); more
 //! for the tensor-op step, which shows that the count counts. Its own test binary, since CubeCL
 //! has one launch observer per process (the tests take turns).
 
@@ -129,9 +129,15 @@ mod wgpu {
         launches
     }
 
-    /// Launches of the multi-tensor step of `tensors` tensors of `elements` each: three per
-    /// chunk, a chunk closed at `per_launch` tensors or `ELEMENTS_PER_LAUNCH` elements.
-    fn expected_launches(tensors: usize, elements: usize, per_launch: usize) -> usize {
+    /// Launches of the multi-tensor step of `tensors` tensors of `elements` each, `per_chunk`
+    /// per chunk (one for tensors that one cube covers, three for larger ones), a chunk closed
+    /// at `per_launch` tensors or `ELEMENTS_PER_LAUNCH` elements.
+    fn expected_launches(
+        tensors: usize,
+        elements: usize,
+        per_launch: usize,
+        per_chunk: usize,
+    ) -> usize {
         let (mut chunks, mut in_chunk, mut chunk_elements) = (0, 0, 0);
         for _ in 0..tensors {
             (in_chunk, chunk_elements) = (in_chunk + 1, chunk_elements + elements);
@@ -139,37 +145,49 @@ mod wgpu {
                 (chunks, in_chunk, chunk_elements) = (chunks + 1, 0, 0);
             }
         }
-        3 * (chunks + usize::from(in_chunk > 0))
+        per_chunk * (chunks + usize::from(in_chunk > 0))
     }
 
-    /// Three launches per step for a module of 3 tensors and for one of as many as one launch
-    /// takes ([`burn_novograd::tensors_per_launch`]): the count does not grow with the tensors.
-    /// A module of 200 takes three per chunk of that many: on lavapipe, whose WGPU adapter
-    /// allows about 32 storage buffers per kernel (9 tensors), 69 instead of 200 (5,000 elements)
-    /// or 600 (70,000) one by one; on CUDA (340 per launch), 3 and 42 (15 tensors of 70,000
+    /// One launch per step for a module of 3 small tensors (5,000 elements: one cube each) and
+    /// for one of as many as one launch takes ([`burn_novograd::tensors_per_launch`]), three for
+    /// larger tensors (70,000): the count does not grow with the tensors. A module of 200 takes
+    /// one or three per chunk of that many: on lavapipe, whose WGPU adapter allows about 32
+    /// storage buffers per kernel (5 small tensors at five buffers each, 9 larger ones at
+    /// three), 40 launches instead of 200 (5,000 elements) or 69 instead of 600 (70,000) one by
+    /// one; on CUDA (204 small or 340 larger tensors per launch), 1 and 42 (15 tensors of 70,000
     /// pass `ELEMENTS_PER_LAUNCH`). Three tensors of 600,000 take two chunks.
     #[test]
     #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
-    fn wgpu_multi_tensor_step_of_a_module_launches_three_kernels_per_chunk_of_tensors() {
+    fn wgpu_multi_tensor_step_of_a_module_launches_one_or_three_kernels_per_chunk_of_tensors() {
         let _observing = OBSERVING
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let device = Device::wgpu(DeviceKind::DefaultDevice);
-        let per_launch = burn_novograd::tensors_per_launch(&device).expect("the CubeCL step");
-        let cases = [5_000, 70_000]
+        let per_launch = |elements| {
+            burn_novograd::tensors_per_launch(&device, elements).expect("the CubeCL step")
+        };
+        let cases = [(5_000, 1), (70_000, 3)]
             .into_iter()
-            .flat_map(|elements| [3, per_launch.min(200), 200].map(|tensors| (tensors, elements)));
-        for (tensors, elements) in cases.chain([(3, 600_000)]) {
+            .flat_map(|(elements, per_chunk)| {
+                [3, per_launch(elements).min(200), 200]
+                    .map(|tensors| (tensors, elements, per_chunk))
+            });
+        for (tensors, elements, per_chunk) in cases.chain([(3, 600_000, 3)]) {
             let launches = module_launches(&device, tensors, elements);
+            let per_launch = per_launch(elements);
             assert_eq!(
                 launches,
-                expected_launches(tensors, elements, per_launch),
+                expected_launches(tensors, elements, per_launch, per_chunk),
                 "multi-tensor step of a module of {tensors} tensors of {elements}, \
                  {per_launch} tensors per launch: launches"
             );
         }
-        assert_eq!(expected_launches(3, 5_000, per_launch), 3);
-        assert_eq!(expected_launches(3, 600_000, per_launch), 6);
-        println!("multi-tensor step on WGPU: {per_launch} tensors per launch");
+        assert_eq!(expected_launches(3, 5_000, per_launch(5_000), 1), 1);
+        assert_eq!(expected_launches(3, 600_000, per_launch(600_000), 3), 6);
+        println!(
+            "multi-tensor step on WGPU: {} tensors of 5,000 or {} of 70,000 per launch",
+            per_launch(5_000),
+            per_launch(70_000)
+        );
     }
 }

@@ -384,8 +384,9 @@ fn state_tensors_stay_on_the_parameter_device() {
 /// On a CubeCL device (under Fusion), with `m` stored as `moment_dtype`: training through
 /// `ModuleOptimizer` inside `multi_tensor`, with a parameter group without decay on biases (two
 /// launch groups; tensors of 3 to 19,200
-/// elements: one and several cubes, 1- and 4-wide vectors), gives bit for bit the parameters of
-/// the per-tensor fused step, and its record resumes bit for bit. With Burn's norm clipping, the
+/// elements: one and several cubes, 1- and 4-wide vectors), with and without amsgrad, gives bit
+/// for bit the parameters of the per-tensor fused step, and its record resumes bit for bit. With
+/// Burn's norm clipping, the
 /// same within 1e-6: Fusion compiles the clipping's reduction into different kernels in
 /// different sequences of operations, which round a last bit differently (measured here: up to
 /// 193 values 1 ulp apart, with or without `multi_tensor`).
@@ -397,17 +398,18 @@ pub fn assert_multi_tensor_matches_per_tensor_steps(device: &Device, moment_dtyp
     // An 8-bit `m` turns the clipping's last-bit differences into a whole quantum where a value
     // sits on a rounding boundary (measured: up to 2.8e-5 in one run of three): it is compared
     // without clipping only, where the runs must agree bit for bit.
-    let clippings = match moment_dtype {
-        MomentDtype::Int8 => vec![None],
-        _ => vec![None, Some(GradientClippingConfig::Norm(0.5))],
-    };
-    for clipping in clippings {
+    let mut cases = vec![(None, false), (None, true)];
+    if moment_dtype != MomentDtype::Int8 {
+        cases.push((Some(GradientClippingConfig::Norm(0.5)), false));
+    }
+    for (clipping, amsgrad) in cases {
         let exact = clipping.is_none();
         let no_decay = || ParamGroup::from_any_regexes(vec![r"(^|\.)bias$"]).expect("a pattern");
         let optimizer = || {
             let config = NovoGradConfig::new()
                 .with_weight_decay(1e-2)
                 .with_moment_dtype(moment_dtype)
+                .with_amsgrad(amsgrad)
                 .with_grad_clipping(clipping.clone());
             let no_decay_config = config.clone().with_weight_decay(0.0);
             config
@@ -458,7 +460,8 @@ pub fn assert_multi_tensor_matches_per_tensor_steps(device: &Device, moment_dtyp
                 })
                 .fold(0.0, f64::max);
             println!(
-                "clipping {clipping:?}: multi-tensor against {name}: {differ} values differ, \
+                "clipping {clipping:?}, amsgrad {amsgrad}: multi-tensor against {name}: \
+                 {differ} values differ, \
                  largest difference {worst:e} (relative to max(|value|, 1))"
             );
             match exact {

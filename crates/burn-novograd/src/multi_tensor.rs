@@ -5,20 +5,24 @@ use burn::tensor::Device;
 use crate::fused;
 
 /// Runs `step` (a step of the module's optimizer, e.g. `optim.step(lr, model, grads)`) with
-/// NovoGrad's fused CubeCL steps (WGPU, CUDA) gathered, and launches them together: three
-/// kernel launches (partial sums of `‖g‖²`; one cube per tensor for `v`, the skip decision and
-/// the state; the update of `w` and `m`) for a chunk of tensors, where each tensor takes one
-/// (up to 8,192 f32 elements) or three on its own. This is the multi-tensor step of Apex's
-/// `FusedNovoGrad` and PyTorch's `foreach` optimizers; a transformer has hundreds of small
-/// tensors (biases, norms), whose launches decide the step's time on a GPU.
+/// NovoGrad's fused CubeCL steps (WGPU, CUDA) gathered, and launches them together: for a
+/// chunk of tensors that one cube covers each (up to 8,192 f32 elements), one kernel launch
+/// (one cube per tensor: `‖g‖²`, `v`, the skip decision, the state and the update of `w` and
+/// `m`); for a chunk of larger ones, three (partial sums of `‖g‖²`; one cube per tensor for
+/// `v`, the skip decision and the state; the update), as each tensor takes on its own. This is
+/// the multi-tensor step of Apex's `FusedNovoGrad` and PyTorch's `foreach` optimizers; a
+/// transformer has hundreds of small tensors (biases, norms), whose launches decide the step's
+/// time on a GPU.
 ///
-/// A chunk is launched once it holds [`tensors_per_launch`] tensors, as many as one kernel can
-/// bind (340 on CUDA; on WGPU a third of the adapter's storage buffers per shader stage:
-/// thousands on NVIDIA and AMD drivers, 9 on Mesa's lavapipe), or [`ELEMENTS_PER_LAUNCH`]
-/// elements, and at the end; so the launches do not grow with the number of small tensors. The
-/// tensors of a launch share a device, vector width (4 elements when the tensor's length is a
-/// multiple of 4), step-counter dtype, amsgrad, hyper-parameters and learning rate (a parameter
-/// group of `ModuleOptimizer` launches apart). Under Burn's Fusion each gathered step is a
+/// A chunk is launched once it holds as many tensors as one launch binds
+/// ([`tensors_per_launch`]: the kernel binds five buffers per small tensor, six with amsgrad,
+/// three per larger one; on CUDA 204 small or 340 larger tensors, on WGPU as the adapter's
+/// storage buffers per shader stage allow: thousands on NVIDIA and AMD drivers, 5 or 9 on
+/// Mesa's lavapipe), or [`ELEMENTS_PER_LAUNCH`] elements, and at the end; so the launches do
+/// not grow with the number of small tensors. The tensors of a launch share a device, vector
+/// width (4 elements when the tensor's length is a multiple of 4), units per cube (fewer for a
+/// tensor of up to 4,096 f32 elements), step-counter dtype, amsgrad, hyper-parameters and
+/// learning rate (a parameter group of `ModuleOptimizer` launches apart). Under Burn's Fusion each gathered step is a
 /// custom operation that launches nothing, and one more per chunk launches them.
 ///
 /// With Burn's `Learner`, override `TrainStep::optimize` in your model:
@@ -63,10 +67,11 @@ pub fn multi_tensor<R>(step: impl FnOnce() -> R) -> R {
     fused::multi_tensor(step)
 }
 
-/// How many tensors of one group [`multi_tensor`] launches together on `device` (three kernel
-/// launches per this many tensors), or `None` where no fused CubeCL step runs.
-pub fn tensors_per_launch(device: &Device) -> Option<usize> {
-    fused::tensors_per_launch(device)
+/// How many steps of tensors of `elements` f32 elements each (of one group, without amsgrad)
+/// [`multi_tensor`] launches together on `device` (one kernel launch per this many tensors that
+/// one cube covers, three per this many larger ones), or `None` where no fused CubeCL step runs.
+pub fn tensors_per_launch(device: &Device, elements: usize) -> Option<usize> {
+    fused::tensors_per_launch(device, elements)
 }
 
 /// Elements after which [`multi_tensor`] launches the steps gathered so far, whatever their

@@ -55,13 +55,13 @@ pub(crate) fn multi_tensor<R>(step: impl FnOnce() -> R) -> R {
     step()
 }
 
-/// How many tensors of one group [`multi_tensor`] launches together on `device`, if its step
-/// runs there.
-pub(crate) fn tensors_per_launch(device: &Device) -> Option<usize> {
+/// How many steps of tensors of `elements` elements [`multi_tensor`] launches together on
+/// `device`, if its step runs there.
+pub(crate) fn tensors_per_launch(device: &Device, _elements: usize) -> Option<usize> {
     let device = device.clone().inner();
     let _dispatch = device.as_dispatch();
     #[cfg(feature = "cube")]
-    return cube::tensors_per_launch(_dispatch);
+    return cube::tensors_per_launch(_dispatch, _elements);
     #[cfg(not(feature = "cube"))]
     None
 }

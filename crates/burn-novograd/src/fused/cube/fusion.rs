@@ -13,10 +13,9 @@ use burn_fusion::custom::{
 };
 use burn_fusion::{Client, ExecutionError, FusionRuntime, FusionTensor};
 
-use super::multi::{launch_all, max_tensors};
+use super::multi::{Chunk, bindings, launch_all};
 use super::{Entry, Parts, launch};
 use crate::hyper::Hyper;
-use crate::multi_tensor::ELEMENTS_PER_LAUNCH;
 
 /// Fusion's handles of `CubeBackend`'s tensors.
 type Handles = HandleContainer<<FusionCubeRuntime as FusionRuntime>::FusionHandle>;
@@ -141,10 +140,10 @@ pub(super) struct DeviceSteps {
     /// The gathered steps' new parameters: the launch lists them as inputs, so that it comes
     /// after the operations that gathered them, and gives them their buffers.
     params: Vec<Primitive>,
-    /// Tensors per launch on the device ([`max_tensors`]).
-    per_launch: usize,
-    /// Elements of the gathered steps.
-    elements: usize,
+    /// The device's CubeCL client, which tells what a launch binds.
+    cube_client: cubecl::client::Client,
+    /// What the gathered steps bind and hold.
+    chunk: Chunk,
 }
 
 impl DeviceSteps {
@@ -153,7 +152,7 @@ impl DeviceSteps {
     /// new values.
     fn register_launch(&mut self) {
         let params = std::mem::take(&mut self.params);
-        self.elements = 0;
+        self.chunk = Chunk::default();
         let inputs: Vec<_> = params.into_iter().map(FusionTensor::into_ir).collect();
         let desc = CustomOpIr::new("novograd_multi_tensor_step", &inputs, &[]);
         let operation = GatheredSteps {
@@ -179,17 +178,25 @@ pub(super) fn gather(entry: Entry<Primitive>, gathered: &mut Vec<DeviceSteps>) -
                 client: client.clone(),
                 pending: Pending::default(),
                 params: Vec::new(),
-                per_launch: max_tensors(&client.device().client()),
-                elements: 0,
+                cube_client: client.device().client(),
+                chunk: Chunk::default(),
             });
             gathered.last_mut().expect("just pushed")
         }
     };
+    let elements = entry.parts.param.shape.num_elements();
+    let bindings = bindings(
+        &steps.cube_client,
+        elements,
+        entry.parts.max_moment_2.is_some(),
+    );
+    if steps.chunk.overflows(&steps.cube_client, bindings) {
+        steps.register_launch();
+    }
     let pending = Some(steps.pending.clone());
     let stepped = register_step(&entry.hyper, entry.lr, entry.parts, entry.grad, pending);
-    steps.elements += stepped.param.shape.num_elements();
     steps.params.push(stepped.param.clone());
-    if steps.params.len() == steps.per_launch || steps.elements >= ELEMENTS_PER_LAUNCH {
+    if steps.chunk.add(bindings, elements) {
         steps.register_launch();
     }
     stepped

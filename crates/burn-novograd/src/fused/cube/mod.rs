@@ -49,6 +49,8 @@ pub(crate) use multi::{multi_tensor, tensors_per_launch};
 const MAX_PARTIALS: usize = CUBE_SIZE as usize;
 /// Vectors per unit of the norm kernel before it uses more cubes.
 const NORM_VECTORS_PER_UNIT: usize = 8;
+/// Fewest units per cube ([`cube_dim`]): a warp of an NVIDIA GPU.
+const SMALLEST_CUBE: u32 = 32;
 /// Most cubes of the update kernel; its units loop over the rest of the tensor.
 const MAX_UPDATE_CUBES: usize = 4096;
 /// Vectors per unit of the update kernel before it uses more cubes: fewer cubes, fewer
@@ -265,18 +267,20 @@ fn launch(
     let max_moment_2 = parts.max_moment_2.map(into_contiguous);
     let step = into_contiguous(parts.step);
     let client = param.client.clone();
-    let vector_size = vector_size(&param);
-    let vectors = param.meta.num_elements() / vector_size;
+    let Layout {
+        vector_size,
+        vectors,
+        cube_dim,
+        one_cube,
+    } = Layout::of(&client, param.meta.num_elements());
     let cubes = |per_unit: usize, most: usize| cube_count(vectors, per_unit, most) as u32;
-    let cube_dim = cube_dim(&client);
     let (step_dtype, moment_dtype) = (elem_type(&step), elem_type(&moment_1));
     let decay_on_update = hyper.weight_decay_mode == WeightDecayMode::OnUpdate;
 
     // Every output is its input, in place, when the input's buffer is unique (`output`).
     let (param_out, param_arg) = output(&param, 0);
     let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
-    let partial_count = cubes(NORM_VECTORS_PER_UNIT, MAX_PARTIALS);
-    if partial_count == 1 {
+    if one_cube {
         let ((moment_2_out, moment_2_arg), (step_out, step_arg), (max_moment_2_out, max_arg)) =
             per_tensor_outputs(&moment_2, &step, max_moment_2.as_ref(), 3);
         kernel::step_in_one_cube::launch(
@@ -309,6 +313,7 @@ fn launch(
         };
     }
 
+    let partial_count = cubes(NORM_VECTORS_PER_UNIT, MAX_PARTIALS);
     let workspace = workspace(&param, kernel::WORKSPACE_PARTIALS + MAX_PARTIALS);
     kernel::grad_norm_partials::launch(
         &client,
@@ -360,25 +365,54 @@ fn launch(
     }
 }
 
-/// Elements per vector of `tensor`'s kernels: the widest the device reads well that divides it.
-fn vector_size(tensor: &CubeTensor) -> usize {
-    let len = tensor.meta.num_elements();
-    (tensor.client.io_optimized_vector_sizes(size_of::<f32>()))
-        .filter(|size| len.is_multiple_of(*size))
-        .max()
-        .unwrap_or(1)
+/// How the kernels cover a tensor on its device.
+#[derive(Clone, Copy)]
+struct Layout {
+    /// Elements per vector: the widest the device reads well that divides the tensor's length.
+    vector_size: usize,
+    /// Vectors of the tensor.
+    vectors: usize,
+    /// Units per cube ([`cube_dim`]).
+    cube_dim: CubeDim,
+    /// Whether one cube of the norm kernel covers the tensor (up to 8,192 f32 elements in
+    /// vectors of 4): then one kernel steps it, else three.
+    one_cube: bool,
 }
 
-/// Units per cube on `client`'s device: [`CUBE_SIZE`], or the largest power of two below it that
-/// the device allows (on CubeCL's CPU runtime, one per core: there each unit of a kernel with a
-/// barrier is a thread of its own, and 256 of them spinning on two cores took minutes per step).
-fn cube_dim(client: &Client) -> CubeDim {
+impl Layout {
+    /// The layout of a tensor of `elements` f32 elements on `client`'s device.
+    fn of(client: &Client, elements: usize) -> Self {
+        let vector_size = (client.io_optimized_vector_sizes(size_of::<f32>()))
+            .filter(|size| elements.is_multiple_of(*size))
+            .max()
+            .unwrap_or(1);
+        let vectors = elements / vector_size;
+        Layout {
+            vector_size,
+            vectors,
+            cube_dim: cube_dim(client, vectors),
+            one_cube: cube_count(vectors, NORM_VECTORS_PER_UNIT, MAX_PARTIALS) == 1,
+        }
+    }
+}
+
+/// Units per cube for a tensor of `vectors` vectors on `client`'s device: [`CUBE_SIZE`] for a
+/// tensor that more than one cube covers; for a smaller one, a power of two with about
+/// [`NORM_VECTORS_PER_UNIT`] vectors per unit, and at least [`SMALLEST_CUBE`]. In both cases at
+/// most the largest power of two that the device allows (on CubeCL's CPU runtime, one per core:
+/// there each unit of a kernel with a barrier is a thread of its own, and 256 of them spinning
+/// on two cores took minutes per step). Every unit of a cube takes part in its sums, whose
+/// barriers are what a small tensor's step costs on a CPU Vulkan driver (Mesa's lavapipe: the
+/// multi-tensor step over 1,000 tensors of 1,024 took half the time with 32 units as with 256).
+fn cube_dim(client: &Client, vectors: usize) -> CubeDim {
     let most = client
         .properties()
         .hardware
         .max_units_per_cube
         .clamp(1, CUBE_SIZE);
-    CubeDim::new_1d(1 << most.ilog2())
+    let wanted = (vectors.div_ceil(NORM_VECTORS_PER_UNIT).next_power_of_two() as u32)
+        .clamp(SMALLEST_CUBE, CUBE_SIZE);
+    CubeDim::new_1d(1 << wanted.min(most).ilog2())
 }
 
 /// Cubes for `vectors` vectors at `per_unit` vectors per unit, between 1 and `most`.

@@ -1,10 +1,11 @@
 //! The multi-tensor step ([`crate::multi_tensor`]) on CubeCL: while it runs, each tensor's
 //! fused step is gathered instead of launched, and returns the tensors that the gathered step
-//! will write in place. The gathered steps are launched together, three kernels
-//! ([`kernel::multi`]) per group of tensors (one device, vector width, step-counter and `m`
-//! dtypes, amsgrad or not, hyper-parameters and learning rate), once they reach the kernels'
-//! binding limit ([`max_tensors`]) or [`ELEMENTS_PER_LAUNCH`], and at the end. Under Fusion each launch
-//! is a custom operation ([`fusion::register_all`]).
+//! will write in place. The gathered steps are launched together ([`kernel::multi`]): one kernel
+//! per group of tensors that one cube covers each, three per group of larger ones (a group: one
+//! device, vector width, units per cube, step-counter and `m` dtypes, amsgrad or not,
+//! hyper-parameters and learning rate), once their buffers fill one launch's bindings
+//! ([`Chunk`]) or they reach [`ELEMENTS_PER_LAUNCH`] elements, and at the end. Under Fusion each
+//! launch is a custom operation ([`fusion::register_all`]).
 //!
 //! A gathered step writes its buffers in place, so only a tensor whose buffers are all uniquely
 //! owned is stepped with the others; one whose buffers are shared takes its own step, into new
@@ -26,8 +27,8 @@ use cubecl::prelude::*;
 use super::fusion;
 use super::kernel::{self, FACTOR_SLOTS};
 use super::{
-    Entry, MAX_PARTIALS, MAX_UPDATE_CUBES, NORM_VECTORS_PER_UNIT, Parts, UPDATE_VECTORS_PER_UNIT,
-    cube_count, cube_dim, elem_type, hyper_arg, vector_size, workspace,
+    Entry, Layout, MAX_PARTIALS, MAX_UPDATE_CUBES, NORM_VECTORS_PER_UNIT, Parts,
+    UPDATE_VECTORS_PER_UNIT, cube_count, elem_type, hyper_arg, workspace,
 };
 use crate::config::WeightDecayMode;
 use crate::hyper::Hyper;
@@ -42,8 +43,8 @@ thread_local! {
 #[derive(Default)]
 pub(super) struct Gathered {
     plain: Vec<Entry<CubeTensor>>,
-    /// Elements of `plain`'s parameters.
-    plain_elements: usize,
+    /// What `plain` binds and holds.
+    plain_chunk: Chunk,
     #[cfg(feature = "fusion")]
     fusion: Vec<fusion::DeviceSteps>,
 }
@@ -106,14 +107,20 @@ impl Gather for CubeTensor {
             return Err(entry);
         }
         let parts = entry.parts.clone();
-        let per_launch = max_tensors(&entry.parts.param.client);
-        gathered.plain_elements += entry.parts.param.meta.num_elements();
-        gathered.plain.push(entry);
+        let (client, elements) = (&parts.param.client, parts.param.meta.num_elements());
+        let bindings = bindings(client, elements, parts.max_moment_2.is_some());
         // A launch's worth gathered: launched now, so that the device starts on it while the
         // rest is gathered.
-        if gathered.plain.len() == per_launch || gathered.plain_elements >= ELEMENTS_PER_LAUNCH {
-            gathered.plain_elements = 0;
+        let launch = |gathered: &mut Gathered| {
+            gathered.plain_chunk = Chunk::default();
             launch_all(std::mem::take(&mut gathered.plain));
+        };
+        if gathered.plain_chunk.overflows(client, bindings) {
+            launch(gathered);
+        }
+        gathered.plain.push(entry);
+        if gathered.plain_chunk.add(bindings, elements) {
+            launch(gathered);
         }
         Ok(parts)
     }
@@ -142,6 +149,10 @@ pub(super) fn gather<P: Gather>(entry: Entry<P>) -> Result<Parts<P>, Entry<P>> {
 struct Group {
     device: CubeDevice,
     vector_size: usize,
+    cube_dim: CubeDim,
+    /// Whether one cube covers each tensor: one kernel ([`kernel::multi::step_in_one_cube`]),
+    /// else three.
+    one_cube: bool,
     amsgrad: bool,
     step_dtype: DType,
     moment_1_dtype: DType,
@@ -151,9 +162,13 @@ struct Group {
 
 impl Group {
     fn of(entry: &Entry<CubeTensor>) -> Self {
+        let param = &entry.parts.param;
+        let layout = Layout::of(&param.client, param.meta.num_elements());
         Group {
-            device: entry.parts.param.device.clone(),
-            vector_size: vector_size(&entry.parts.param),
+            device: param.device.clone(),
+            vector_size: layout.vector_size,
+            cube_dim: layout.cube_dim,
+            one_cube: layout.one_cube,
             amsgrad: entry.parts.max_moment_2.is_some(),
             step_dtype: entry.parts.step.dtype,
             moment_1_dtype: entry.parts.moment_1.dtype,
@@ -163,8 +178,9 @@ impl Group {
     }
 }
 
-/// Launches the steps of `entries`, whose buffers are all uniquely owned, in place: three
-/// kernels per [`Group`] and chunk of at most [`max_tensors`]. Returns their parts, in order.
+/// Launches the steps of `entries`, whose buffers are all uniquely owned, in place: one kernel
+/// (tensors that one cube covers) or three per [`Group`] and chunk of as many tensors as a
+/// launch binds ([`Chunk`]). Returns their parts, in order.
 pub(super) fn launch_all(entries: Vec<Entry<CubeTensor>>) -> Vec<Parts<CubeTensor>> {
     let mut groups: Vec<(Group, Vec<&Entry<CubeTensor>>)> = Vec::new();
     for entry in &entries {
@@ -175,35 +191,111 @@ pub(super) fn launch_all(entries: Vec<Entry<CubeTensor>>) -> Vec<Parts<CubeTenso
         }
     }
     for (group, members) in &groups {
-        let most = max_tensors(&members[0].parts.param.client);
-        for chunk in members.chunks(most) {
+        let budget = binding_budget(&members[0].parts.param.client);
+        let most = budget / layout_bindings(group.one_cube, group.amsgrad);
+        for chunk in members.chunks(most.max(1)) {
             launch_chunk(group, chunk);
         }
     }
     entries.into_iter().map(|entry| entry.parts).collect()
 }
 
-/// Most tensors per launch on `client`'s device: the update kernel binds three buffers per
-/// tensor and the workspace (a few bindings kept for the runtime's own).
-pub(super) fn max_tensors(client: &Client) -> usize {
-    let bindings = client.properties().hardware.max_bindings as usize;
-    (bindings.saturating_sub(4) / 3).max(1)
+/// What the steps gathered for the next launch on one device bind and hold: they are launched
+/// before a step whose buffers would pass the device's binding budget joins them, and once they
+/// hold [`ELEMENTS_PER_LAUNCH`] elements.
+#[derive(Default)]
+pub(super) struct Chunk {
+    bindings: usize,
+    elements: usize,
 }
 
-/// [`max_tensors`] on `device`, if the step runs there.
-pub(crate) fn tensors_per_launch(device: &DispatchDevice) -> Option<usize> {
+impl Chunk {
+    /// Whether what was gathered is to be launched before a step that binds `bindings` buffers
+    /// joins it on `client`'s device.
+    pub(super) fn overflows(&self, client: &Client, bindings: usize) -> bool {
+        self.bindings > 0 && self.bindings + bindings > binding_budget(client)
+    }
+
+    /// Counts in a step of `elements` elements that binds `bindings` buffers; whether the chunk
+    /// is to be launched now.
+    pub(super) fn add(&mut self, bindings: usize, elements: usize) -> bool {
+        self.bindings += bindings;
+        self.elements += elements;
+        self.elements >= ELEMENTS_PER_LAUNCH
+    }
+}
+
+/// Buffers that one launch on `client`'s device binds for its tensors at most: the device's
+/// limit less the workspace and a few bindings kept for the runtime's own.
+fn binding_budget(client: &Client) -> usize {
+    (client.properties().hardware.max_bindings as usize).saturating_sub(4)
+}
+
+/// Buffers that the step of a tensor of `elements` f32 elements binds in its launch on
+/// `client`'s device ([`layout_bindings`]).
+pub(super) fn bindings(client: &Client, elements: usize, amsgrad: bool) -> usize {
+    layout_bindings(Layout::of(client, elements).one_cube, amsgrad)
+}
+
+/// Buffers per tensor: `w`, `m`, `g`, `v` and the step counter (and `max v` with amsgrad) in
+/// [`kernel::multi::step_in_one_cube`]; `w`, `m` and `g` in [`kernel::multi::update`], the
+/// largest of the three kernels.
+fn layout_bindings(one_cube: bool, amsgrad: bool) -> usize {
+    match one_cube {
+        true => 5 + usize::from(amsgrad),
+        false => 3,
+    }
+}
+
+/// How many steps of tensors of `elements` f32 elements (without amsgrad) one launch takes on
+/// `device`, if the step runs there.
+pub(crate) fn tensors_per_launch(device: &DispatchDevice, elements: usize) -> Option<usize> {
     super::path(device)?;
     #[allow(irrefutable_let_patterns)] // `Cube` is the only variant in some builds.
     let DispatchDevice::Cube(device) = device else {
         return None;
     };
-    Some(max_tensors(&device.client()))
+    let client = device.client();
+    Some((binding_budget(&client) / bindings(&client, elements, false)).max(1))
 }
 
-/// The three kernels of [`kernel::multi`] over `entries`, one group.
+/// The kernels of [`kernel::multi`] over `entries`, one group: one, or three for tensors that
+/// more than one cube covers.
 fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
     let first = &entries[0].parts.param;
     let client = first.client.clone();
+    let cube_dim = group.cube_dim;
+    let hyper = || hyper_arg(&group.hyper, group.lr);
+    let decay_on_update = group.hyper.weight_decay_mode == WeightDecayMode::OnUpdate;
+    let max_moments_2 = || {
+        list(
+            entries
+                .iter()
+                .filter_map(|entry| entry.parts.max_moment_2.as_ref()),
+        )
+    };
+    if group.one_cube {
+        kernel::multi::step_in_one_cube::launch(
+            &client,
+            CubeCount::Static(entries.len() as u32, 1, 1),
+            cube_dim,
+            group.vector_size,
+            list(entries.iter().map(|entry| &entry.parts.param)),
+            list(entries.iter().map(|entry| &entry.parts.moment_1)),
+            list(entries.iter().map(|entry| &entry.grad)),
+            list(entries.iter().map(|entry| &entry.parts.moment_2)),
+            list(entries.iter().map(|entry| &entry.parts.step)),
+            max_moments_2(),
+            hyper(),
+            group.hyper.bias_correction,
+            decay_on_update,
+            [
+                elem_type(&entries[0].parts.step),
+                elem_type(&entries[0].parts.moment_1),
+            ],
+        );
+        return;
+    }
     let most_cubes = client.properties().hardware.max_cube_count.0 as usize;
     let vectors =
         |entry: &&Entry<CubeTensor>| entry.parts.param.meta.num_elements() / group.vector_size;
@@ -221,8 +313,6 @@ fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
         FACTOR_SLOTS * entries.len() + total(&norm_cubes) as usize,
     );
     let sequence = |first_cubes: &[usize]| first_cubes.iter().copied().collect::<SequenceArg<_>>();
-    let cube_dim = cube_dim(&client);
-    let hyper = || hyper_arg(&group.hyper, group.lr);
 
     kernel::multi::grad_norm_partials::launch(
         &client,
@@ -239,11 +329,7 @@ fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
         cube_dim,
         list(entries.iter().map(|entry| &entry.parts.moment_2)),
         list(entries.iter().map(|entry| &entry.parts.step)),
-        list(
-            entries
-                .iter()
-                .filter_map(|entry| entry.parts.max_moment_2.as_ref()),
-        ),
+        max_moments_2(),
         workspace.clone().into_tensor_arg(),
         sequence(&norm_cubes),
         hyper(),
@@ -261,7 +347,7 @@ fn launch_chunk(group: &Group, entries: &[&Entry<CubeTensor>]) {
         workspace.into_tensor_arg(),
         sequence(&update_cubes),
         hyper(),
-        group.hyper.weight_decay_mode == WeightDecayMode::OnUpdate,
+        decay_on_update,
         elem_type(&entries[0].parts.moment_1),
     );
 }
