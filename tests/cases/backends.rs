@@ -78,14 +78,16 @@ fn ndarray_f64_matches_references() {
     assert_parity(On::f64(&ndarray()), 1e-12);
 }
 
-/// An 8-bit first moment on a CubeCL device (Burn's quantisation kernels in the tensor-op step):
-/// within the quantisation bound of the f32 run; and through `multi_tensor`, a record round trip
-/// and a no-decay group, equal to the per-tensor steps bit for bit (8-bit tensors take the
-/// tensor-op step there, the others the gathered CubeCL step).
+/// An 8-bit first moment on a CubeCL device (Burn's quantisation; the fused step between
+/// Burn's dequantisation and quantisation): within the quantisation bound of the f32 run; from
+/// the same state within one quantum of the tensor-op step; and through `multi_tensor`, a
+/// record round trip and a no-decay group, equal to the per-tensor steps bit for bit (8-bit
+/// tensors launched one by one there, the others gathered).
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 fn assert_int8_moment(device: &Device) {
     use burn_novograd::MomentDtype;
     crate::moment::assert_narrow_moment_stays_within_the_rounding_bound(device, MomentDtype::Int8);
+    crate::moment::assert_narrow_fused_step_matches_the_tensor_op_step(device, MomentDtype::Int8);
     crate::state::assert_multi_tensor_matches_per_tensor_steps(device, MomentDtype::Int8);
 }
 
@@ -124,8 +126,8 @@ mod wgpu {
         crate::state::assert_multi_tensor_matches_per_tensor_steps(&device(), MomentDtype::Param);
     }
 
-    /// An 8-bit first moment on WGPU (Burn's quantisation, packed four to a `u32`): see
-    /// [`assert_int8_moment`](super::assert_int8_moment).
+    /// An 8-bit first moment on WGPU (Burn's quantisation, packed four to a `u32`; the fused
+    /// step between Burn's dequantisation and quantisation): see [`assert_int8_moment`].
     #[test]
     #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_int8_moment_stays_within_the_quantisation_bound() {

@@ -32,18 +32,21 @@ use crate::state::NovoGradState;
 /// The inputs of a step, handed back when no fused step takes them.
 pub(crate) type Inputs<const D: usize> = (Tensor<D>, Tensor<D>, NovoGradState<D>);
 
-/// Runs a fused step when one takes the inputs, or hands them back.
+/// Runs a fused step when one takes the inputs, or hands them back. With `gather` (the usual
+/// case), a CubeCL step inside [`multi_tensor`] is gathered and launched later with others;
+/// without, it runs in order, so that the next operation may read what it writes.
 pub(crate) fn step<const D: usize>(
     hyper: &Hyper,
     lr: LearningRate,
     inputs: Inputs<D>,
+    gather: bool,
 ) -> Result<(Tensor<D>, NovoGradState<D>), Inputs<D>> {
     let unfused = Err(inputs);
     #[cfg(feature = "flex")]
     let unfused = unfused.or_else(|inputs| flex::step(hyper, lr, inputs));
     #[cfg(feature = "cube")]
-    let unfused = unfused.or_else(|inputs| cube::step(hyper, lr, inputs));
-    let _ = (hyper, lr);
+    let unfused = unfused.or_else(|inputs| cube::step(hyper, lr, inputs, gather));
+    let _ = (hyper, lr, gather);
     unfused
 }
 

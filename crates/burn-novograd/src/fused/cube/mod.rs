@@ -110,31 +110,42 @@ pub(super) fn path(device: &DispatchDevice) -> Option<&'static str> {
 
 /// The fused step when the parameter's device takes it ([`path`]), every input lives on that
 /// device without autodiff, the parameter, gradient and `v` are f32, `m` is f32 or bf16 and the
-/// step counter is an i32 or i64; anything else is handed back untouched.
+/// step counter is an i32 or i64; anything else is handed back untouched. With `gather`, inside
+/// `multi_tensor` the step is gathered and launched with others ([`multi`]); without, it is
+/// launched (or registered) now, so that its outputs can be read by the next operation.
 pub(super) fn step<const D: usize>(
     hyper: &Hyper,
     lr: LearningRate,
     inputs: Inputs<D>,
+    gather: bool,
 ) -> Result<(Tensor<D>, NovoGradState<D>), Inputs<D>> {
     let Some(holding) = takes(&inputs) else {
         return Err(inputs);
     };
-    // Inside `multi_tensor`, the step is gathered and launched with others ([`multi`]).
     Ok(match holding {
         Holding::Plain => {
             let (parts, grad) = Parts::<CubeTensor>::of(inputs);
-            let stepped = multi::gather(Entry::new(hyper, lr, parts, grad))
+            let stepped = gathered(Entry::new(hyper, lr, parts, grad), gather)
                 .unwrap_or_else(|entry| launch(hyper, lr, entry.parts, entry.grad));
             stepped.into_step()
         }
         #[cfg(feature = "fusion")]
         Holding::Fusion => {
             let (parts, grad) = Parts::<fusion::Primitive>::of(inputs);
-            let stepped = multi::gather(Entry::new(hyper, lr, parts, grad))
+            let stepped = gathered(Entry::new(hyper, lr, parts, grad), gather)
                 .unwrap_or_else(|entry| fusion::register(hyper, lr, entry.parts, entry.grad));
             stepped.into_step()
         }
     })
+}
+
+/// The step's outputs when `gather` asks for it and [`multi::gather`] takes it, else the entry
+/// back.
+fn gathered<P: multi::Gather>(entry: Entry<P>, gather: bool) -> Result<Parts<P>, Entry<P>> {
+    match gather {
+        true => multi::gather(entry),
+        false => Err(entry),
+    }
 }
 
 /// How `Cube` holds the inputs' tensors, when this step takes them.
