@@ -47,12 +47,16 @@ pub fn step_in_one_cube<I: Int, M: Float, N: Size>(
     #[unroll]
     for i in 0..tensors {
         if tensor == i {
-            moment_2 = moments_2.index(i)[0];
-            max_moment_2 = moment_2;
-            if amsgrad {
-                max_moment_2 = max_moments_2.index(i)[0];
-            }
-            steps_before = steps.index(i)[0];
+            read_state_of(
+                moments_2,
+                steps,
+                max_moments_2,
+                &mut moment_2,
+                &mut max_moment_2,
+                &mut steps_before,
+                i,
+                amsgrad,
+            );
             sum = sum_of_squares(grads.index(i), unit, units);
         }
     }
@@ -84,6 +88,28 @@ pub fn step_in_one_cube<I: Int, M: Float, N: Size>(
             );
         }
     }
+}
+
+/// Reads tensor `i`'s per-tensor state before its step: `v`, `max v` (`v` without amsgrad) and
+/// the steps taken.
+#[cube]
+#[allow(clippy::too_many_arguments)] // The state's lists and what is read from them.
+fn read_state_of<I: Int>(
+    moments_2: &mut Sequence<OwnedTensor<f32>>,
+    steps: &mut Sequence<OwnedTensor<I>>,
+    max_moments_2: &mut Sequence<OwnedTensor<f32>>,
+    moment_2: &mut f32,
+    max_moment_2: &mut f32,
+    steps_before: &mut I,
+    #[comptime] i: usize,
+    #[comptime] amsgrad: bool,
+) {
+    *moment_2 = moments_2.index(i)[0];
+    *max_moment_2 = *moment_2;
+    if amsgrad {
+        *max_moment_2 = max_moments_2.index(i)[0];
+    }
+    *steps_before = steps.index(i)[0];
 }
 
 /// Writes tensor `i`'s per-tensor state after its step, in place.
@@ -180,12 +206,16 @@ pub fn finish_norms<I: Int>(
     #[unroll]
     for i in 0..tensors {
         if tensor == i {
-            moment_2 = moments_2.index(i)[0];
-            max_moment_2 = moment_2;
-            if amsgrad {
-                max_moment_2 = max_moments_2.index(i)[0];
-            }
-            steps_before = steps.index(i)[0];
+            read_state_of(
+                moments_2,
+                steps,
+                max_moments_2,
+                &mut moment_2,
+                &mut max_moment_2,
+                &mut steps_before,
+                i,
+                amsgrad,
+            );
             let mut index = first_cubes[i] + UNIT_POS_X as usize;
             while index < first_cubes[i + 1] {
                 partial += workspace[FACTOR_SLOTS * tensors + index];
