@@ -78,8 +78,8 @@ fn ndarray_f64_matches_references() {
     assert_parity(On::f64(&ndarray()), 1e-12);
 }
 
-/// An 8-bit first moment on a CubeCL device (Burn's quantisation; the fused step between
-/// Burn's dequantisation and quantisation): within the quantisation bound of the f32 run; from
+/// An 8-bit first moment on a CubeCL device (Burn's quantisation; the fused kernel reads and
+/// writes the codes and scales): within the quantisation bound of the f32 run; from
 /// the same state within one quantum of the tensor-op step; and through `multi_tensor`, a
 /// record round trip and a no-decay group, equal to the per-tensor steps bit for bit (8-bit
 /// tensors launched one by one there, the others gathered).
@@ -127,7 +127,7 @@ mod wgpu {
     }
 
     /// An 8-bit first moment on WGPU (Burn's quantisation, packed four to a `u32`; the fused
-    /// step between Burn's dequantisation and quantisation): see [`assert_int8_moment`].
+    /// kernel reads and writes the codes): see [`assert_int8_moment`].
     #[test]
     #[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
     fn wgpu_int8_moment_stays_within_the_quantisation_bound() {

@@ -39,10 +39,10 @@ pub enum MomentDtype {
     /// parameter is not f32, keeps `m` in the parameter's dtype, as does every tensor on the
     /// deprecated ndarray backend (its block-wise quantisation fails on rank-4 tensors). The
     /// fused Flex step reads and writes the codes and scales directly (same scales and
-    /// rounding as Burn's Flex quantisation). The CubeCL backends (WGPU, CUDA) dequantise `m`
-    /// into a temporary f32 tensor with Burn's kernel, take the fused f32 step (launched at
-    /// once, not gathered by [`multi_tensor`](crate::multi_tensor)) and quantise it back; other
-    /// backends take the tensor-op step through Burn's quantisation ops.
+    /// rounding as Burn's Flex quantisation), and so do the CubeCL kernels (WGPU, CUDA; one
+    /// unit per block, each tensor launched at once, not gathered by
+    /// [`multi_tensor`](crate::multi_tensor)); other backends take the tensor-op step through
+    /// Burn's quantisation ops.
     Int8,
 }
 
@@ -93,8 +93,9 @@ pub struct NovoGradConfig {
     pub moment_dtype: MomentDtype,
     /// Take the backend's fused step where there is one (Flex, f32 with an f32, bf16 or 8-bit
     /// moment and f64, with this crate's `flex` feature; Burn's CubeCL backends on WGPU, CUDA
-    /// and the CPU, with or without Fusion, f32 with an f32 or bf16 moment, or an 8-bit one
-    /// widened around the step, with its `wgpu`, `cuda` and `cpu` features); `false` forces the tensor-op step on every backend. Both compute the
+    /// and the CPU, with or without Fusion, f32 with an f32, bf16 or 8-bit moment, with its
+    /// `wgpu`, `cuda` and `cpu` features); `false` forces the tensor-op step on every backend.
+    /// Both compute the
     /// same equations; [`NovoGrad::fused_path`] says which step a device gets.
     #[config(default = true)]
     pub fused: bool,

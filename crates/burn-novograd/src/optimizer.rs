@@ -145,8 +145,8 @@ impl Optimizer for NovoGrad {
         }
         let inputs = (param, grad, state);
         let (param, state) = match self.fused {
-            true => fused::step(&self.hyper, lr, inputs, true)
-                .unwrap_or_else(|inputs| self.widened_step(lr, storage, inputs)),
+            true => fused::step(&self.hyper, lr, inputs)
+                .unwrap_or_else(|inputs| self.tensor_op_step(lr, storage, inputs)),
             false => self.tensor_op_step(lr, storage, inputs),
         };
         (param, Some(state))
@@ -163,30 +163,6 @@ impl Optimizer for NovoGrad {
 }
 
 impl NovoGrad {
-    /// The step of an 8-bit `m` that no fused step reads (the CubeCL backends): `m` widened to
-    /// f32 by Burn's dequantisation, the fused f32 step, launched at once (not gathered into
-    /// `multi_tensor`'s launch, whose outputs the quantisation could not yet read), then `m`
-    /// quantised again by Burn; the tensor-op step where no fused step takes f32 either. A
-    /// skipped step quantises the dequantised old values, which gives back the same bytes.
-    fn widened_step<const D: usize>(
-        &self,
-        lr: LearningRate,
-        storage: Storage,
-        (param, grad, mut state): fused::Inputs<D>,
-    ) -> (Tensor<D>, NovoGradState<D>) {
-        if !matches!(storage, Storage::Int8(_)) {
-            return self.tensor_op_step(lr, storage, (param, grad, state));
-        }
-        state.moment_1 = load(state.moment_1, &param);
-        match fused::step(&self.hyper, lr, (param, grad, state), false) {
-            Ok((param, mut state)) => {
-                state.moment_1 = store(storage, state.moment_1);
-                (param, state)
-            }
-            Err(inputs) => self.tensor_op_step(lr, storage, inputs),
-        }
-    }
-
     /// The step in Burn tensor ops, on any backend: the executable specification of every
     /// fused step. `m_t` is stored as `storage` says.
     fn tensor_op_step<const D: usize>(

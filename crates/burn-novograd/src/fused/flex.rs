@@ -9,8 +9,8 @@ use burn::backend::{BackendTensor, DispatchDevice, DispatchTensorKind, Flex};
 use burn::optim::LearningRate;
 use burn::tensor::{DType, DispatchTensor, Element, Tensor, bf16};
 
-use super::Inputs;
 use super::cpu::{Int8Blocks, Previous, Real, Stored, fused_step};
+use super::{Inputs, int8_blocks};
 use crate::hyper::Hyper;
 use crate::state::NovoGradState;
 
@@ -118,23 +118,6 @@ fn update<
         previous,
     );
     (param, tensor(moment_1), scalars)
-}
-
-/// The block size of an 8-bit moment that the fused step reads: `Q8S` with one f32 scale per
-/// block of 16, 32 or 64 values of the last axis (the sizes `MomentDtype::Int8` takes) and no
-/// per-tensor scale.
-fn int8_blocks(dtype: DType) -> Option<usize> {
-    use burn::tensor::quantization::{QuantValue, ScaleDtype};
-    let DType::QFloat(scheme) = dtype else {
-        return None;
-    };
-    let block = scheme.block_scale()?;
-    let size = block.size.as_slice();
-    let single_axis = size.len() == 1 && matches!(size[0], 16 | 32 | 64);
-    let plain = scheme.value == QuantValue::Q8S
-        && block.dtype == ScaleDtype::F32
-        && scheme.tensor_scale().is_none();
-    (single_axis && plain).then(|| usize::from(size[0]))
 }
 
 /// `w` and `m` after the step with an 8-bit `m` (codes in place where their buffer allows; new

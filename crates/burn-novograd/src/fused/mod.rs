@@ -32,22 +32,39 @@ use crate::state::NovoGradState;
 /// The inputs of a step, handed back when no fused step takes them.
 pub(crate) type Inputs<const D: usize> = (Tensor<D>, Tensor<D>, NovoGradState<D>);
 
-/// Runs a fused step when one takes the inputs, or hands them back. With `gather` (the usual
-/// case), a CubeCL step inside [`multi_tensor`] is gathered and launched later with others;
-/// without, it runs in order, so that the next operation may read what it writes.
+/// Runs a fused step when one takes the inputs, or hands them back. A CubeCL step inside
+/// [`multi_tensor`] may be gathered and launched later with others.
 pub(crate) fn step<const D: usize>(
     hyper: &Hyper,
     lr: LearningRate,
     inputs: Inputs<D>,
-    gather: bool,
 ) -> Result<(Tensor<D>, NovoGradState<D>), Inputs<D>> {
     let unfused = Err(inputs);
     #[cfg(feature = "flex")]
     let unfused = unfused.or_else(|inputs| flex::step(hyper, lr, inputs));
     #[cfg(feature = "cube")]
-    let unfused = unfused.or_else(|inputs| cube::step(hyper, lr, inputs, gather));
-    let _ = (hyper, lr, gather);
+    let unfused = unfused.or_else(|inputs| cube::step(hyper, lr, inputs));
+    let _ = (hyper, lr);
     unfused
+}
+
+/// The block size of an 8-bit moment that a fused step reads: `Q8S` with one f32 scale per
+/// block of 16, 32 or 64 values of the last axis (the sizes `MomentDtype::Int8` takes) and no
+/// per-tensor scale.
+#[cfg(any(feature = "flex", feature = "cube"))]
+fn int8_blocks(dtype: burn::tensor::DType) -> Option<usize> {
+    use burn::tensor::DType;
+    use burn::tensor::quantization::{QuantValue, ScaleDtype};
+    let DType::QFloat(scheme) = dtype else {
+        return None;
+    };
+    let block = scheme.block_scale()?;
+    let size = block.size.as_slice();
+    let single_axis = size.len() == 1 && matches!(size[0], 16 | 32 | 64);
+    let plain = scheme.value == QuantValue::Q8S
+        && block.dtype == ScaleDtype::F32
+        && scheme.tensor_scale().is_none();
+    (single_axis && plain).then(|| usize::from(size[0]))
 }
 
 /// Runs `step` with the CubeCL steps it makes gathered and launched together at its end.

@@ -5,6 +5,7 @@
 use std::sync::{Arc, Mutex};
 
 use burn::optim::LearningRate;
+use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::fusion::FusionCubeRuntime;
 use burn_cubecl::tensor::CubeTensor;
@@ -100,8 +101,12 @@ impl Operation<FusionCubeRuntime> for FusedStep {
         let (inputs, outputs) = (&self.desc.inputs, &self.desc.outputs);
         let amsgrad = inputs.len() == 6;
         let mut float = |index: usize| handles.get_float_tensor::<CubeBackend>(&inputs[index]);
-        let (param, grad, moment_1, moment_2) = (float(0), float(1), float(2), float(3));
+        let (param, grad, moment_2) = (float(0), float(1), float(3));
         let max_moment_2 = amsgrad.then(|| float(4));
+        let moment_1 = match inputs[2].dtype {
+            DType::QFloat(_) => handles.get_quantized_tensor::<CubeBackend>(&inputs[2]),
+            _ => handles.get_float_tensor::<CubeBackend>(&inputs[2]),
+        };
         let step = inputs.last().expect("the step counter");
         let parts = Parts {
             param,
@@ -233,11 +238,13 @@ impl Operation<FusionCubeRuntime> for GatheredSteps {
 
 /// Gives the output ids of a step its tensors after the step.
 fn register_parts(handles: &mut Handles, parts: Parts<CubeTensor>, ids: Parts<TensorId>) {
-    let floats = [
-        (parts.param, ids.param),
-        (parts.moment_1, ids.moment_1),
-        (parts.moment_2, ids.moment_2),
-    ];
+    match parts.moment_1.dtype {
+        DType::QFloat(_) => {
+            handles.register_quantized_tensor::<CubeBackend>(&ids.moment_1, parts.moment_1)
+        }
+        _ => handles.register_float_tensor::<CubeBackend>(&ids.moment_1, parts.moment_1),
+    }
+    let floats = [(parts.param, ids.param), (parts.moment_2, ids.moment_2)];
     let max = parts.max_moment_2.zip(ids.max_moment_2);
     for (tensor, id) in floats.into_iter().chain(max) {
         handles.register_float_tensor::<CubeBackend>(&id, tensor);

@@ -3,8 +3,9 @@
 //! update). A larger one takes three, which pass what they find through a workspace:
 //! [`grad_norm_partials`] sums `g²` in partial sums, [`finish_norm`] (one cube) adds them in a
 //! fixed order, derives the scalars and writes the state's per-tensor values, and [`update`]
-//! writes `w` and `m` without a barrier. Nothing is read back to the host. The same three
-//! kernels over a list of tensors are in [`multi`].
+//! writes `w` and `m` without a barrier ([`update_int8`] in place of it for an 8-bit `m`, at
+//! any size). Nothing is read back to the host. The same three kernels over a list of tensors
+//! are in [`multi`].
 
 pub mod multi;
 
@@ -489,4 +490,114 @@ pub fn update<M: Float, N: Size>(
         stride,
         decay_on_update,
     );
+}
+
+/// Values per `u32` word of an 8-bit `m`: Burn's `Q8S` codes, packed four to a word, the
+/// first in the low byte, each a two's complement byte.
+pub const CODES_PER_WORD: usize = 4;
+
+/// The scale of a block whose `max|m|` is 0 or not finite: the smallest positive normal f32.
+const SMALLEST_SCALE: f32 = f32::MIN_POSITIVE;
+
+/// The four codes of `word` as f32 lanes.
+#[cube]
+fn unpack_codes<N: Size>(word: u32) -> Vector<f32, N> {
+    let mut codes = Vector::<f32, N>::empty();
+    #[unroll]
+    for position in 0..CODES_PER_WORD {
+        let byte = (word >> u32::cast_from(position * 8)) & 0xFF;
+        let negative = i32::cast_from(byte >= 128);
+        codes.insert(
+            position,
+            f32::cast_from(i32::cast_from(byte) - negative * 256),
+        );
+    }
+    codes
+}
+
+/// The codes of four values `m·inverse` packed in a word: rounded to nearest, ties away from
+/// zero, clamped to `[−127, 127]`, a NaN to 0 (as the fused Flex step and Burn's quantisation).
+#[cube]
+fn pack_codes<N: Size>(moment: Vector<f32, N>, inverse: f32) -> u32 {
+    let mut word = 0u32;
+    #[unroll]
+    for position in 0..CODES_PER_WORD {
+        let value = moment.extract(position) * inverse;
+        let truncated = f32::trunc(value);
+        let away = select(value < f32::new(0.0), f32::new(-1.0), f32::new(1.0));
+        let half_or_more = f32::abs(value - truncated) >= f32::new(0.5);
+        let rounded = truncated + select(half_or_more, away, f32::new(0.0));
+        let clamped = f32::clamp(rounded, f32::new(-127.0), f32::new(127.0));
+        let code = i32::cast_from(select(f32::is_nan(value), f32::new(0.0), clamped));
+        word |= u32::cast_from(code & 0xFF) << u32::cast_from(position * 8);
+    }
+    word
+}
+
+/// `max(largest, |m|)` over the lanes of `moment`, NaNs ignored.
+#[cube]
+fn largest_magnitude<N: Size>(largest: f32, moment: Vector<f32, N>) -> f32 {
+    let mut largest = largest;
+    #[unroll]
+    for position in 0..CODES_PER_WORD {
+        let magnitude = f32::abs(moment.extract(position));
+        largest = select(magnitude > largest, magnitude, largest);
+    }
+    largest
+}
+
+/// `w` and an 8-bit `m` (codes `q` and one scale `σ` per block, `m = σ·q`) of one NovoGrad step,
+/// with the factors that [`finish_norm`] left in the workspace: each unit steps whole blocks of
+/// `block_words` words (four values each, `N` = 4), reading the codes and scales and writing
+/// them back (in place when the outputs alias them), so no f32 copy of `m` is made. Per block:
+/// `m_{t−1} = σ·q`, [`next_moment_1`] and [`next_param`] as for an f32 `m`, then
+/// `σ = 2·max|m_t|/254` (the smallest positive f32 where that is 0 or not finite) and
+/// `q = round(m_t/σ)` ([`pack_codes`]). A skipped step writes every input back as it was.
+#[cube(launch)]
+#[allow(clippy::too_many_arguments)] // A kernel's buffers are its arguments.
+pub fn update_int8<N: Size>(
+    param: &Tensor<Vector<f32, N>>,
+    codes: &Tensor<u32>,
+    scales: &Tensor<f32>,
+    grad: &Tensor<Vector<f32, N>>,
+    workspace: &Tensor<f32>,
+    param_out: &mut Tensor<Vector<f32, N>>,
+    codes_out: &mut Tensor<u32>,
+    scales_out: &mut Tensor<f32>,
+    hyper: Hyper,
+    #[comptime] block_words: usize,
+    #[comptime] decay_on_update: bool,
+) {
+    let factors = vector_factors::<N>(&read_factors(workspace, 0), &hyper);
+    let stride = (CUBE_COUNT_X * CUBE_DIM_X) as usize;
+    let mut block = ABSOLUTE_POS;
+    while block < scales.len() {
+        let first = block * block_words;
+        let scale = scales[block];
+        let mut moment = Array::<Vector<f32, N>>::new(block_words);
+        let mut largest = f32::new(0.0);
+        #[unroll]
+        for word in 0..block_words {
+            let index = first + word;
+            let w = param[index];
+            let m = unpack_codes::<N>(codes[index]) * Vector::new(scale);
+            let m_next = next_moment_1(w, m, grad[index], &factors, decay_on_update);
+            let w_next = next_param(w, m_next, &factors, decay_on_update);
+            param_out[index] = select(factors.applied, w_next, w);
+            moment[word] = m_next;
+            largest = largest_magnitude(largest, m_next);
+        }
+        let next_scale = f32::new(2.0) * largest / f32::new(254.0);
+        let usable = next_scale > f32::new(0.0) && !f32::is_inf(next_scale);
+        let next_scale = select(usable, next_scale, f32::new(SMALLEST_SCALE));
+        let inverse = f32::new(1.0) / next_scale;
+        #[unroll]
+        for word in 0..block_words {
+            let index = first + word;
+            let stored = codes[index];
+            codes_out[index] = select(factors.applied, pack_codes(moment[word], inverse), stored);
+        }
+        scales_out[block] = select(factors.applied, next_scale, scale);
+        block += stride;
+    }
 }

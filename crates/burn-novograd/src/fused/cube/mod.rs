@@ -2,8 +2,10 @@
 //! launch per tensor that one cube covers, three per larger tensor ([`kernel`]), or three per
 //! chunk of tensors inside `multi_tensor` ([`multi`]); the step decided on the device, no host
 //! read, no buffer allocated per step. `w`, `m` and the state's one-element tensors are updated
-//! in place when their buffers are uniquely owned. f32 parameters only, with `m` stored in f32
-//! or bf16 (read and written as bf16 by the kernels); other dtypes take the tensor-op step.
+//! in place when their buffers are uniquely owned. f32 parameters only, with `m` stored in f32,
+//! bf16 (read and written as bf16 by the kernels) or 8 bits (codes and scales read and written
+//! by [`kernel::update_int8`], always after the two norm kernels, never gathered); other dtypes
+//! take the tensor-op step.
 //!
 //! Burn's `Cube` backend is plain `CubeBackend`, or `Fusion<CubeBackend>` when Burn's Fusion is
 //! on, build-wide. On Fusion (crate feature `fusion`) the step is one custom operation in the
@@ -27,17 +29,21 @@ mod tests;
 
 use core::any::{Any, TypeId};
 
-use burn::backend::{BackendTypes, Cube, DispatchDevice, RuntimeId};
+use burn::backend::{
+    BackendTensor, BackendTypes, Cube, DispatchDevice, DispatchTensorKind, RuntimeId,
+};
 use burn::optim::LearningRate;
-use burn::tensor::{DType, Device, Int, Shape, StreamId, Tensor};
+use burn::tensor::quantization::QuantStore;
+use burn::tensor::{DType, Device, DispatchTensor, Int, Shape, StreamId, Tensor};
 use burn_cubecl::kernel::into_contiguous;
+use burn_cubecl::ops::empty_qtensor_optimized;
 use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, empty_device_dtype};
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::client::Client;
 use cubecl::ir::{ElemType, FloatKind, IntKind};
 use cubecl::prelude::*;
 
-use super::Inputs;
+use super::{Inputs, int8_blocks};
 use crate::config::WeightDecayMode;
 use crate::hyper::Hyper;
 use crate::state::NovoGradState;
@@ -71,6 +77,7 @@ fn holding() -> Option<Holding> {
     let holds = |primitive: TypeId| {
         TypeId::of::<<Cube as BackendTypes>::FloatTensorPrimitive>() == primitive
             && TypeId::of::<<Cube as BackendTypes>::IntTensorPrimitive>() == primitive
+            && TypeId::of::<<Cube as BackendTypes>::QuantizedTensorPrimitive>() == primitive
     };
     if holds(TypeId::of::<CubeTensor>()) {
         return Some(Holding::Plain);
@@ -109,19 +116,20 @@ pub(super) fn path(device: &DispatchDevice) -> Option<&'static str> {
 }
 
 /// The fused step when the parameter's device takes it ([`path`]), every input lives on that
-/// device without autodiff, the parameter, gradient and `v` are f32, `m` is f32 or bf16 and the
-/// step counter is an i32 or i64; anything else is handed back untouched. With `gather`, inside
-/// `multi_tensor` the step is gathered and launched with others ([`multi`]); without, it is
-/// launched (or registered) now, so that its outputs can be read by the next operation.
+/// device without autodiff, the parameter, gradient and `v` are f32, `m` is f32, bf16 or 8-bit
+/// ([`reads_int8`]) and the step counter is an i32 or i64; anything else is handed back
+/// untouched. Inside `multi_tensor` the step is gathered and launched with others ([`multi`]),
+/// unless `m` is 8-bit (the list kernels read f32 and bf16 only): then, as outside, it is
+/// launched (or registered) now.
 pub(super) fn step<const D: usize>(
     hyper: &Hyper,
     lr: LearningRate,
     inputs: Inputs<D>,
-    gather: bool,
 ) -> Result<(Tensor<D>, NovoGradState<D>), Inputs<D>> {
     let Some(holding) = takes(&inputs) else {
         return Err(inputs);
     };
+    let gather = !matches!(inputs.2.moment_1.dtype(), DType::QFloat(_));
     Ok(match holding {
         Holding::Plain => {
             let (parts, grad) = Parts::<CubeTensor>::of(inputs);
@@ -158,13 +166,40 @@ fn takes<const D: usize>((param, grad, state): &Inputs<D>) -> Option<Holding> {
     let f32_on_device = |dtype: DType, other: Device| dtype == DType::F32 && on_device(other);
     let supported = param.dtype() == DType::F32
         && f32_on_device(grad.dtype(), grad.device())
-        && matches!(state.moment_1.dtype(), DType::F32 | DType::BF16)
+        && (matches!(state.moment_1.dtype(), DType::F32 | DType::BF16)
+            || reads_int8(state.moment_1.dtype()))
         && on_device(state.moment_1.device())
         && f32_on_device(state.moment_2.dtype(), state.moment_2.device())
         && (state.max_moment_2.as_ref()).is_none_or(|max| f32_on_device(max.dtype(), max.device()))
         && matches!(state.step.dtype(), DType::I32 | DType::I64)
         && on_device(state.step.device());
     supported.then(holding).flatten()
+}
+
+/// Whether `dtype` is an 8-bit `m` that [`kernel::update_int8`] reads: blocks that
+/// [`int8_blocks`] takes, four codes packed in a `u32` along the last axis (the form
+/// `MomentDtype::Int8` takes on these backends).
+fn reads_int8(dtype: DType) -> bool {
+    let packed = matches!(dtype, DType::QFloat(scheme) if scheme.store == QuantStore::PackedU32(0));
+    packed && int8_blocks(dtype).is_some()
+}
+
+/// A `Cube` primitive of either holding.
+trait Held: 'static {
+    fn dtype(&self) -> DType;
+}
+
+impl Held for CubeTensor {
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
+}
+
+#[cfg(feature = "fusion")]
+impl Held for fusion::Primitive {
+    fn dtype(&self) -> DType {
+        self.dtype
+    }
 }
 
 /// The parameter and its state as `Cube` primitives `P`.
@@ -177,13 +212,13 @@ struct Parts<P> {
     step: P,
 }
 
-impl<P: 'static> Parts<P> {
+impl<P: Held> Parts<P> {
     /// The primitives of `inputs` (and the gradient's), checked by [`takes`] to be `Cube`
     /// tensors held as `P`.
     fn of<const D: usize>((param, grad, state): Inputs<D>) -> (Self, P) {
         let parts = Parts {
             param: into_float(param),
-            moment_1: into_float(state.moment_1),
+            moment_1: into_moment(state.moment_1),
             moment_2: into_float(state.moment_2),
             max_moment_2: state.max_moment_2.map(into_float),
             step: into_int(state.step),
@@ -194,7 +229,7 @@ impl<P: 'static> Parts<P> {
     /// The new parameter and state.
     fn into_step<const D: usize>(self) -> (Tensor<D>, NovoGradState<D>) {
         let state = NovoGradState {
-            moment_1: from_float(self.moment_1),
+            moment_1: from_moment(self.moment_1),
             moment_2: from_float(self.moment_2),
             max_moment_2: self.max_moment_2.map(from_float),
             step: Tensor::from_primitive::<Cube>(downcast(self.step)),
@@ -247,6 +282,30 @@ fn into_int<P: 'static, const D: usize>(tensor: Tensor<D, Int>) -> P {
     downcast(primitive.unwrap_or_else(|error| panic!("checked to be a Cube tensor: {error:?}")))
 }
 
+/// The primitive of a first moment checked to be a `Cube` tensor held as `P`: a float tensor,
+/// or an 8-bit one.
+fn into_moment<P: 'static, const D: usize>(tensor: Tensor<D>) -> P {
+    if !matches!(tensor.dtype(), DType::QFloat(_)) {
+        return into_float(tensor);
+    }
+    match tensor.into_dispatch().kind {
+        DispatchTensorKind::Cube(BackendTensor::Quantized(quantized)) => downcast(quantized),
+        _ => unreachable!("checked to be a Cube tensor"),
+    }
+}
+
+/// The first moment of a `Cube` primitive held as `P` ([`into_moment`]).
+fn from_moment<P: Held, const D: usize>(primitive: P) -> Tensor<D> {
+    if !matches!(primitive.dtype(), DType::QFloat(_)) {
+        return from_float(primitive);
+    }
+    let kind = DispatchTensorKind::Cube(BackendTensor::Quantized(downcast(primitive)));
+    Tensor::from_dispatch(DispatchTensor {
+        kind,
+        autodiff: Default::default(),
+    })
+}
+
 /// The float tensor of a `Cube` primitive held as `P`.
 fn from_float<P: 'static, const D: usize>(primitive: P) -> Tensor<D> {
     Tensor::from_primitive::<Cube>(downcast(primitive))
@@ -285,13 +344,15 @@ fn launch(
         one_cube,
     } = Layout::of(&client, param.meta.num_elements());
     let cubes = |per_unit: usize, most: usize| cube_count(vectors, per_unit, most) as u32;
-    let (step_dtype, moment_dtype) = (elem_type(&step), elem_type(&moment_1));
+    let step_dtype = elem_type(&step);
+    let int8 = matches!(moment_1.dtype, DType::QFloat(_));
     let decay_on_update = hyper.weight_decay_mode == WeightDecayMode::OnUpdate;
 
     // Every output is its input, in place, when the input's buffer is unique (`output`).
     let (param_out, param_arg) = output(&param, 0);
-    let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
-    if one_cube {
+    if one_cube && !int8 {
+        let moment_dtype = elem_type(&moment_1);
+        let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
         let ((moment_2_out, moment_2_arg), (step_out, step_arg), (max_moment_2_out, max_arg)) =
             per_tensor_outputs(&moment_2, &step, max_moment_2.as_ref(), 3);
         kernel::step_in_one_cube::launch(
@@ -352,21 +413,51 @@ fn launch(
         hyper.bias_correction,
         step_dtype,
     );
-    kernel::update::launch(
-        &client,
-        CubeCount::Static(cubes(UPDATE_VECTORS_PER_UNIT, MAX_UPDATE_CUBES), 1, 1),
-        cube_dim,
-        vector_size,
-        param.into_tensor_arg(),
-        moment_1.into_tensor_arg(),
-        grad.into_tensor_arg(),
-        workspace.into_tensor_arg(),
-        param_arg,
-        moment_1_arg,
-        hyper_arg(hyper, lr),
-        decay_on_update,
-        moment_dtype,
-    );
+    let moment_1_out = match int8 {
+        true => {
+            let (codes, scales, moment_1_out, codes_arg, scales_arg) = int8_outputs(moment_1);
+            let blocks = scales.meta.num_elements();
+            let cubes = blocks.div_ceil(cube_dim.num_elems() as usize);
+            let block = int8_blocks(moment_1_out.dtype).expect("checked by `takes`");
+            kernel::update_int8::launch(
+                &client,
+                CubeCount::Static(cubes.clamp(1, MAX_UPDATE_CUBES) as u32, 1, 1),
+                cube_dim,
+                kernel::CODES_PER_WORD,
+                param.into_tensor_arg(),
+                codes.into_tensor_arg(),
+                scales.into_tensor_arg(),
+                grad.into_tensor_arg(),
+                workspace.into_tensor_arg(),
+                param_arg,
+                codes_arg,
+                scales_arg,
+                hyper_arg(hyper, lr),
+                block / kernel::CODES_PER_WORD,
+                decay_on_update,
+            );
+            moment_1_out
+        }
+        false => {
+            let (moment_1_out, moment_1_arg) = output(&moment_1, 1);
+            kernel::update::launch(
+                &client,
+                CubeCount::Static(cubes(UPDATE_VECTORS_PER_UNIT, MAX_UPDATE_CUBES), 1, 1),
+                cube_dim,
+                vector_size,
+                param.into_tensor_arg(),
+                moment_1.clone().into_tensor_arg(),
+                grad.into_tensor_arg(),
+                workspace.into_tensor_arg(),
+                param_arg,
+                moment_1_arg,
+                hyper_arg(hyper, lr),
+                decay_on_update,
+                elem_type(&moment_1),
+            );
+            moment_1_out
+        }
+    };
     Parts {
         param: param_out,
         moment_1: moment_1_out,
@@ -465,6 +556,34 @@ fn output(tensor: &CubeTensor, position: usize) -> (CubeTensor, TensorArg) {
         true => (tensor.clone(), tensor.as_tensor_alias(position)),
         false => new_output(tensor),
     }
+}
+
+/// The codes and scales of an 8-bit `moment_1` (inputs 1 and 2 of [`kernel::update_int8`]), the
+/// moment after the step and the arguments of its codes and scales: `moment_1` itself, aliased,
+/// when its buffer is unique, else a new quantised tensor of its scheme.
+fn int8_outputs(
+    moment_1: CubeTensor,
+) -> (CubeTensor, CubeTensor, CubeTensor, TensorArg, TensorArg) {
+    let in_place = moment_1.can_mut();
+    let (codes, scales) =
+        (moment_1.quantized_handles()).expect("an 8-bit moment has codes and scales");
+    if in_place {
+        let (codes_arg, scales_arg) = (codes.as_tensor_alias(1), scales.as_tensor_alias(2));
+        return (codes, scales, moment_1, codes_arg, scales_arg);
+    }
+    let DType::QFloat(scheme) = moment_1.dtype else {
+        unreachable!("an 8-bit moment")
+    };
+    let out = empty_qtensor_optimized(moment_1.meta.shape().clone(), scheme, &moment_1.device);
+    let (codes_out, scales_out) =
+        (out.quantized_handles()).expect("a quantised tensor has codes and scales");
+    (
+        codes,
+        scales,
+        out,
+        codes_out.into_tensor_arg(),
+        scales_out.into_tensor_arg(),
+    )
 }
 
 /// The outputs of the state's one-element tensors `v`, the step counter and `max v` (with

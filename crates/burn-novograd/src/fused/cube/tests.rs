@@ -3,6 +3,7 @@
 use burn::backend::DispatchDevice;
 use burn::optim::Optimizer;
 use burn::tensor::{DType, Device, DeviceKind, Shape, Tensor, TensorData};
+use burn_cubecl::ops::into_data_sync;
 use burn_cubecl::ops::numeric::{full, zeros};
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::server::Handle;
@@ -182,6 +183,68 @@ fn step_updates_w_m_and_the_state_in_place() {
         parts = launch(&hyper, 0.01, parts, full(shape(), &device, 0.1f32));
         assert_ne!(allocation(&parts.param.handle), allocation(&held.handle));
         assert_eq!(allocation(&parts.moment_1.handle), before[1]);
+    }
+}
+
+/// An 8-bit `m` (the scheme `MomentDtype::Int8` takes on WGPU: blocks of 64, codes packed four
+/// to a `u32`) is read and written by the kernel itself, codes and scales in place: no f32 copy
+/// of `m` is made, and `w` keeps its buffer too. From `m = 0.5` in every block and a uniform
+/// step, every block stays uniform, so every code is ±127 and the dequantised `m` is what an f32
+/// `m` gives within one quantum.
+#[test]
+#[ignore = "needs a Vulkan device: cargo test --workspace -- --ignored"]
+fn step_updates_an_int8_moment_in_place() {
+    use burn::tensor::quantization::{QuantScheme, QuantStore, QuantValue, ScaleDtype};
+    use burn_cubecl::kernel::quantization::{dequantize, quantize};
+
+    let DispatchDevice::Cube(device) = device().as_dispatch().clone() else {
+        panic!("WGPU is a CubeCL device");
+    };
+    let hyper = Hyper::new(&NovoGradConfig::new().with_weight_decay(0.01));
+    let scheme = QuantScheme::default()
+        .with_value(QuantValue::Q8S)
+        .with_store(QuantStore::PackedU32(0))
+        .per_block([64], ScaleDtype::F32);
+    let one = || Shape::new([1]);
+    for len in [1_024, 70_016] {
+        let shape = || Shape::new([len]);
+        let scales = full(Shape::new([len / 64]), &device, 0.5f32 / 127.0);
+        let moment_1 = quantize(full(shape(), &device, 0.5f32), &scheme, scales, None);
+        let mut int8 = Parts {
+            param: full(shape(), &device, 0.5f32),
+            moment_1,
+            moment_2: full(one(), &device, 1.0f32),
+            max_moment_2: None,
+            step: full(one(), &device, 1i32),
+        };
+        let mut float = Parts {
+            moment_1: full(shape(), &device, 0.5f32),
+            ..int8.clone()
+        };
+        // Cloned above: the first step writes new buffers; the next ones, these.
+        let grad = || full(shape(), &device, 0.1f32);
+        int8 = launch(&hyper, 0.01, int8, grad());
+        float = launch(&hyper, 0.01, float, grad());
+        let before = [&int8.param, &int8.moment_1].map(|tensor| allocation(&tensor.handle));
+        for _ in 0..3 {
+            int8 = launch(&hyper, 0.01, int8, grad());
+            float = launch(&hyper, 0.01, float, grad());
+        }
+        let after = [&int8.param, &int8.moment_1].map(|tensor| allocation(&tensor.handle));
+        assert_eq!(after, before, "{len} elements: a step copied a buffer");
+        assert!(matches!(int8.moment_1.dtype, DType::QFloat(_)));
+
+        let dequantised = dequantize(int8.moment_1, DType::F32);
+        let to_host = |tensor: CubeTensor| into_data_sync(tensor).try_to_vec::<f32>().expect("f32");
+        let (int8_moment, float_moment) = (to_host(dequantised), to_host(float.moment_1));
+        let quantum = float_moment[0].abs() / 127.0;
+        for (index, (int8, float)) in int8_moment.iter().zip(&float_moment).enumerate() {
+            assert!(
+                (int8 - float).abs() <= quantum,
+                "{len} elements, m[{index}]: 8-bit {int8}, f32 {float}"
+            );
+        }
+        assert!(float_moment[0] != 0.5, "the step changed m");
     }
 }
 
