@@ -83,7 +83,7 @@ fn ndarray_f64_matches_references() {
 /// the same state within one quantum of the tensor-op step; and through `multi_tensor`, a
 /// record round trip and a no-decay group, equal to the per-tensor steps bit for bit (8-bit
 /// tensors launched one by one there, the others gathered).
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
+#[cfg(any(feature = "wgpu", feature = "cuda", feature = "cpu"))]
 fn assert_int8_moment(device: &Device) {
     use burn_novograd::MomentDtype;
     crate::moment::assert_narrow_moment_stays_within_the_rounding_bound(device, MomentDtype::Int8);
@@ -231,8 +231,8 @@ mod cuda {
 }
 
 /// Burn's CubeCL CPU device (`Device::cpu()`, LLVM-compiled kernels on this CPU), under Fusion:
-/// the fused CubeCL step, with f32 and bf16 first moments (bf16 tensors, which WGPU lacks). Not
-/// ignored: built only with the `cpu` feature, whose build needs LLVM (`.ci/run` runs them).
+/// the fused CubeCL step, with f32, bf16 (bf16 tensors, which WGPU lacks) and 8-bit first
+/// moments. Not ignored: built only with the `cpu` feature, whose build needs LLVM (`.ci/run` runs them).
 #[cfg(feature = "cpu")]
 mod cpu {
     use burn::tensor::Device;
@@ -262,6 +262,11 @@ mod cpu {
         for moment_dtype in [MomentDtype::Param, MomentDtype::Bf16] {
             crate::state::assert_multi_tensor_matches_per_tensor_steps(&device(), moment_dtype);
         }
+    }
+
+    #[test]
+    fn cpu_int8_moment_stays_within_the_quantisation_bound() {
+        super::assert_int8_moment(&device());
     }
 
     #[test]

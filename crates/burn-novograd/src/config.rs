@@ -39,7 +39,7 @@ pub enum MomentDtype {
     /// parameter is not f32, keeps `m` in the parameter's dtype, as does every tensor on the
     /// deprecated ndarray backend (its block-wise quantisation fails on rank-4 tensors). The
     /// fused Flex step reads and writes the codes and scales directly (same scales and
-    /// rounding as Burn's Flex quantisation), and so do the CubeCL kernels (WGPU, CUDA; one
+    /// rounding as Burn's Flex quantisation), and so do the CubeCL kernels (WGPU, CUDA, CPU; one
     /// unit per block, each tensor launched at once, not gathered by
     /// [`multi_tensor`](crate::multi_tensor)); other backends take the tensor-op step through
     /// Burn's quantisation ops.

@@ -248,16 +248,19 @@ const INT8_BLOCKS: [usize; 3] = [64, 32, 16];
 
 /// Burn's symmetric 8-bit quantisation with one f32 scale per `block` values along the last
 /// axis, four values packed in a `u32` (CubeCL's kernels quantise only into that; Flex takes it
-/// and keeps one `i8` per value). `None` on ndarray, the one backend that says it supports the
-/// unpacked form: its block-wise ops fail on rank-4 tensors (they reshape to twice the rank,
-/// past its limit of 6), so `m` stays in the parameter's dtype there.
+/// and keeps one `i8` per value). `None` where the device takes only the unpacked form, i.e. on
+/// ndarray: its block-wise ops fail on rank-4 tensors (they reshape to twice the rank, past its
+/// limit of 6), so `m` stays in the parameter's dtype there. (CubeCL devices with `i8`
+/// arithmetic, CUDA and the CPU runtime, take both forms; they get the packed one.)
 fn int8_scheme(block: usize, device: &Device) -> Option<QuantScheme> {
     let scheme = QuantScheme::default()
         .with_value(QuantValue::Q8S)
         .per_block([block as u8], ScaleDtype::F32);
+    let packed = scheme.with_store(QuantStore::PackedU32(0));
     let native = scheme.with_store(QuantStore::Native);
-    (!device.supports_dtype(DType::QFloat(native)))
-        .then(|| scheme.with_store(QuantStore::PackedU32(0)))
+    let unpacked_only = device.supports_dtype(DType::QFloat(native))
+        && !device.supports_dtype(DType::QFloat(packed));
+    (!unpacked_only).then_some(packed)
 }
 
 /// How `m` is stored between steps.
