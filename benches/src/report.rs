@@ -223,7 +223,7 @@ impl Report {
              for the update, whose read of `g` comes from the cache (on Flex each thread updates \
              the part of a tensor it has just summed); {NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM} B \
              with `m` stored in bf16, {NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM} B in 8 bits with an \
-             f32 scale per 64 values. It applies to the CPU backends, whose memory the triad \
+             f32 scale per 128 values. It applies to the CPU backends, whose memory the triad \
              measured.\n"
         );
         for backend in &self.backends {
@@ -296,7 +296,7 @@ impl Report {
         };
         let narrow_moments: String = [
             (Contender::NovogradBf16Moment, "bf16"),
-            (Contender::NovogradInt8Moment, "8 bits per block of 64"),
+            (Contender::NovogradInt8Moment, "8 bits per block of 128"),
         ]
         .into_iter()
         .filter_map(|(contender, storage)| {

@@ -34,9 +34,9 @@ pub const NOVOGRAD_BYTES_PER_PARAM: f64 = 20.0;
 /// The same with `m` stored in bf16: 4 + 2 × 4 + 2 × 2 bytes.
 pub const NOVOGRAD_BF16_MOMENT_BYTES_PER_PARAM: f64 = 16.0;
 
-/// The same with `m` stored in 8 bits and an f32 scale per 64 values: 4 + 2 × 4 + 2 × 1.0625
+/// The same with `m` stored in 8 bits and an f32 scale per 128 values: 4 + 2 × 4 + 2 × 1.03125
 /// bytes.
-pub const NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM: f64 = 14.125;
+pub const NOVOGRAD_INT8_MOMENT_BYTES_PER_PARAM: f64 = 14.0625;
 
 /// An optimizer whose step is timed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

@@ -38,8 +38,9 @@ fn rounding_bound(moment_dtype: MomentDtype, stored: &[f64]) -> Vec<f64> {
             .map(|m| UNIT_ROUNDOFF * m.abs() / (1.0 - UNIT_ROUNDOFF))
             .collect(),
         MomentDtype::Int8 => {
-            // The block the optimizer picks: the largest of 64, 32, 16 that divides the count.
-            let block = [64, 32, 16]
+            // The block the optimizer picks: the largest of 128, 64, 32, 16 that divides the
+            // count.
+            let block = [128, 64, 32, 16]
                 .into_iter()
                 .find(|block| stored.len().is_multiple_of(*block))
                 .expect("a quantised length");
@@ -191,7 +192,7 @@ fn fused_step_with_a_bf16_moment_matches_the_tensor_op_step_from_the_same_state(
     assert_narrow_fused_step_matches_the_tensor_op_step(&Device::flex(), MomentDtype::Bf16);
 }
 
-/// The same with an 8-bit `m` (blocks of 32 and 16 for these shapes): each stored element
+/// The same with an 8-bit `m` (blocks of 32, 128 and 16 for these shapes): each stored element
 /// within one quantum `σ = max|m|/127` of its block (where the two f32 values straddle a
 /// rounding boundary), `w` as with bf16.
 #[test]
@@ -211,7 +212,8 @@ pub fn assert_narrow_fused_step_matches_the_tensor_op_step(
         let config = NovoGradConfig::from(case.config).with_moment_dtype(moment_dtype);
         let [fused, tensor_ops] =
             [true, false].map(|fused| config.clone().with_fused(fused).build());
-        for shape in [vec![300_000], vec![48, 17]] {
+        // 8-bit blocks of 32, 128 and 16; the first two above the fused CPU step's split.
+        for shape in [vec![300_000], vec![2_344, 128], vec![48, 17]] {
             let len: usize = shape.iter().product();
             let mut grads = gradients(len).into_iter().take(30).collect::<Vec<_>>();
             grads[5][len / 2] = f64::NAN;

@@ -244,7 +244,7 @@ impl NovoGrad {
 }
 
 /// The block sizes an 8-bit `m` may take, the largest first (see [`MomentDtype::Int8`]).
-const INT8_BLOCKS: [usize; 3] = [64, 32, 16];
+const INT8_BLOCKS: [usize; 4] = [128, 64, 32, 16];
 
 /// Burn's symmetric 8-bit quantisation with one f32 scale per `block` values along the last
 /// axis, four values packed in a `u32` (CubeCL's kernels quantise only into that; Flex takes it
@@ -274,12 +274,15 @@ enum Storage {
 }
 
 impl Storage {
-    /// Whether `moment` is already stored this way for `param` (a backend may record the
-    /// scheme's packing differently, so any 8-bit `m` counts for `Int8`).
+    /// Whether `moment` is already stored this way for `param`. A backend may record the
+    /// scheme's packing differently, so an 8-bit `m` counts for `Int8` when its blocks are the
+    /// scheme's (a record of an earlier build, with blocks of 64, is quantised anew).
     fn holds<const D: usize>(self, moment: &Tensor<D>, param: &Tensor<D>) -> bool {
+        let block = |scheme: QuantScheme| scheme.block_scale().map(|block| block.size);
         match (self, moment.dtype()) {
             (Self::Float(dtype), stored) => dtype == stored && moment.dims() == param.dims(),
-            (Self::Int8(_), stored) => matches!(stored, DType::QFloat(_)),
+            (Self::Int8(scheme), DType::QFloat(stored)) => block(stored) == block(scheme),
+            (Self::Int8(_), _) => false,
         }
     }
 }

@@ -125,7 +125,7 @@ pub(crate) trait MomentSlice<T: Real>: Send + Sized {
 }
 
 /// What the parts of a tensor split over the cores are a multiple of: every 8-bit block size.
-const PART_ALIGN: usize = 64;
+const PART_ALIGN: usize = 128;
 
 impl<T: Real, M: Stored<T>> MomentSlice<T> for &mut [M] {
     fn split(self, part: usize) -> Vec<Self> {
@@ -151,7 +151,7 @@ pub(crate) struct Int8Blocks<'a> {
     pub codes: &'a mut [i8],
     /// `σ`, one per block.
     pub scales: &'a mut [f32],
-    /// Elements per block: 16, 32 or 64.
+    /// Elements per block: 16, 32, 64 or 128.
     pub block: usize,
 }
 
@@ -181,10 +181,11 @@ impl MomentSlice<f32> for Int8Blocks<'_> {
     ) {
         let (codes, scales) = (self.codes, self.scales);
         match self.block {
+            128 => update_blocks::<128>(hyper, lr, scalars, param, codes, scales, grad),
             64 => update_blocks::<64>(hyper, lr, scalars, param, codes, scales, grad),
             32 => update_blocks::<32>(hyper, lr, scalars, param, codes, scales, grad),
             16 => update_blocks::<16>(hyper, lr, scalars, param, codes, scales, grad),
-            block => unreachable!("8-bit blocks are of 16, 32 or 64 values, not {block}"),
+            block => unreachable!("8-bit blocks are of 16, 32, 64 or 128 values, not {block}"),
         }
     }
 }

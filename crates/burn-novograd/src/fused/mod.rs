@@ -49,7 +49,7 @@ pub(crate) fn step<const D: usize>(
 }
 
 /// The block size of an 8-bit moment that a fused step reads: `Q8S` with one f32 scale per
-/// block of 16, 32 or 64 values of the last axis (the sizes `MomentDtype::Int8` takes) and no
+/// block of 16, 32, 64 or 128 values of the last axis (the sizes `MomentDtype::Int8` takes) and no
 /// per-tensor scale.
 #[cfg(any(feature = "flex", feature = "cube"))]
 fn int8_blocks(dtype: burn::tensor::DType) -> Option<usize> {
@@ -60,7 +60,7 @@ fn int8_blocks(dtype: burn::tensor::DType) -> Option<usize> {
     };
     let block = scheme.block_scale()?;
     let size = block.size.as_slice();
-    let single_axis = size.len() == 1 && matches!(size[0], 16 | 32 | 64);
+    let single_axis = size.len() == 1 && matches!(size[0], 16 | 32 | 64 | 128);
     let plain = scheme.value == QuantValue::Q8S
         && block.dtype == ScaleDtype::F32
         && scheme.tensor_scale().is_none();

@@ -186,7 +186,7 @@ fn step_updates_w_m_and_the_state_in_place() {
     }
 }
 
-/// An 8-bit `m` (the scheme `MomentDtype::Int8` takes on WGPU: blocks of 64, codes packed four
+/// An 8-bit `m` (the scheme `MomentDtype::Int8` takes on WGPU: blocks of 128, codes packed four
 /// to a `u32`) is read and written by the kernel itself, codes and scales in place: no f32 copy
 /// of `m` is made, and `w` keeps its buffer too. From `m = 0.5` in every block and a uniform
 /// step, every block stays uniform, so every code is ±127 and the dequantised `m` is what an f32
@@ -204,11 +204,11 @@ fn step_updates_an_int8_moment_in_place() {
     let scheme = QuantScheme::default()
         .with_value(QuantValue::Q8S)
         .with_store(QuantStore::PackedU32(0))
-        .per_block([64], ScaleDtype::F32);
+        .per_block([128], ScaleDtype::F32);
     let one = || Shape::new([1]);
     for len in [1_024, 70_016] {
         let shape = || Shape::new([len]);
-        let scales = full(Shape::new([len / 64]), &device, 0.5f32 / 127.0);
+        let scales = full(Shape::new([len / 128]), &device, 0.5f32 / 127.0);
         let moment_1 = quantize(full(shape(), &device, 0.5f32), &scheme, scales, None);
         let mut int8 = Parts {
             param: full(shape(), &device, 0.5f32),
