@@ -35,8 +35,8 @@ pub enum MomentDtype {
     /// symmetric `Q8S` quantization, `m ≈ s·q`, `q ∈ [−127, 127]`, `s = max|m|/127` over the
     /// block, `q` rounded to nearest (ties away from zero). A stored value is within `s/2` of
     /// the f32 one. The block is the largest of 128, 64, 32 and 16 that divides the tensor's
-    /// element count (1.03, 1.06, 1.13 or 1.25 bytes per value); a tensor that none divides, or whose
-    /// parameter is not f32, keeps `m` in the parameter's dtype, as does every tensor on the
+    /// element count (1.03, 1.06, 1.13 or 1.25 bytes per value); a tensor that none divides, or
+    /// whose parameter is not f32, keeps `m` in the parameter's dtype, as does every tensor on the
     /// deprecated ndarray backend (its block-wise quantisation fails on rank-4 tensors). The
     /// fused Flex step reads and writes the codes and scales directly (same scales and
     /// rounding as Burn's Flex quantisation), and so do the CubeCL kernels (WGPU, CUDA, CPU; one

@@ -87,7 +87,7 @@ impl NovoGrad {
             MomentDtype::Int8 => {
                 let elements = param.shape().num_elements();
                 // An empty tensor has nothing to quantise: it keeps its dtype.
-                let block = (INT8_BLOCKS.into_iter())
+                let block = (fused::INT8_BLOCKS.into_iter())
                     .find(|block| elements > 0 && elements.is_multiple_of(*block));
                 let scheme = block.and_then(|block| int8_scheme(block, &param.device()));
                 match (param.dtype(), scheme) {
@@ -242,9 +242,6 @@ impl NovoGrad {
         (where_applied(&applied, param, param_next), state)
     }
 }
-
-/// The block sizes an 8-bit `m` may take, the largest first (see [`MomentDtype::Int8`]).
-const INT8_BLOCKS: [usize; 4] = [128, 64, 32, 16];
 
 /// Burn's symmetric 8-bit quantisation with one f32 scale per `block` values along the last
 /// axis, four values packed in a `u32` (CubeCL's kernels quantise only into that; Flex takes it

@@ -126,7 +126,8 @@ pub enum MomentStorage {
     Param,
     /// bfloat16, rounded to nearest.
     Bf16,
-    /// 8 bits with an f32 scale per block of 128 values (fewer where 128 does not divide a tensor) (Burn's block-wise quantisation).
+    /// 8 bits with an f32 scale per block of 128 values, or of 64, 32 or 16 where 128 does not
+    /// divide a tensor (Burn's block-wise quantisation).
     Int8,
 }
 

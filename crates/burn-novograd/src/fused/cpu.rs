@@ -125,7 +125,7 @@ pub(crate) trait MomentSlice<T: Real>: Send + Sized {
 }
 
 /// What the parts of a tensor split over the cores are a multiple of: every 8-bit block size.
-const PART_ALIGN: usize = 128;
+const PART_ALIGN: usize = super::INT8_BLOCKS[0];
 
 impl<T: Real, M: Stored<T>> MomentSlice<T> for &mut [M] {
     fn split(self, part: usize) -> Vec<Self> {

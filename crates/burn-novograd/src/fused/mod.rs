@@ -48,9 +48,12 @@ pub(crate) fn step<const D: usize>(
     unfused
 }
 
+/// The block sizes an 8-bit `m` may take, the largest first (see `MomentDtype::Int8`): powers of
+/// two, so each divides the first.
+pub(crate) const INT8_BLOCKS: [usize; 4] = [128, 64, 32, 16];
+
 /// The block size of an 8-bit moment that a fused step reads: `Q8S` with one f32 scale per
-/// block of 16, 32, 64 or 128 values of the last axis (the sizes `MomentDtype::Int8` takes) and no
-/// per-tensor scale.
+/// block of one of [`INT8_BLOCKS`] values of the last axis and no per-tensor scale.
 #[cfg(any(feature = "flex", feature = "cube"))]
 fn int8_blocks(dtype: burn::tensor::DType) -> Option<usize> {
     use burn::tensor::DType;
@@ -60,7 +63,7 @@ fn int8_blocks(dtype: burn::tensor::DType) -> Option<usize> {
     };
     let block = scheme.block_scale()?;
     let size = block.size.as_slice();
-    let single_axis = size.len() == 1 && matches!(size[0], 16 | 32 | 64 | 128);
+    let single_axis = size.len() == 1 && INT8_BLOCKS.contains(&usize::from(size[0]));
     let plain = scheme.value == QuantValue::Q8S
         && block.dtype == ScaleDtype::F32
         && scheme.tensor_scale().is_none();
