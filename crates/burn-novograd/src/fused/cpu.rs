@@ -3,7 +3,7 @@
 //! type), each pass split over the cores when the tensor is large.
 
 use core::ops::{Add, Mul, Sub};
-use std::sync::{Barrier, OnceLock};
+use std::sync::{Mutex, OnceLock};
 
 use burn::optim::LearningRate;
 use burn::tensor::bf16;
@@ -13,6 +13,7 @@ use crate::hyper::Hyper;
 
 #[cfg(target_arch = "x86_64")]
 mod avx512_bf16;
+mod helpers;
 
 /// Tensors smaller than this run on the calling thread; larger ones are split over the cores.
 pub(crate) const PARALLEL_MIN: usize = 1 << 18;
@@ -322,12 +323,11 @@ pub(crate) fn fused_step<T: Real, M: MomentSlice<T>>(
         .zip(grad.chunks(part))
         .collect();
     let partial_sums: Vec<OnceLock<f64>> = parts.iter().map(|_| OnceLock::new()).collect();
-    let all_summed = Barrier::new(parts.len());
     let steps = on_threads(
         parts.into_iter().enumerate().collect(),
         |(index, ((w, m), g))| {
             partial_sums[index].get_or_init(|| sum_squares(g));
-            all_summed.wait();
+            helpers::wait_until(|| partial_sums.iter().all(|partial| partial.get().is_some()));
             let sum = (partial_sums.iter())
                 .map(|partial| *partial.get().expect("every part summed"))
                 .sum();
@@ -456,26 +456,20 @@ fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
-/// `work` on every item: the first on the calling thread, the others on scoped threads of
-/// their own (measured faster than handing the parts to rayon's pool from outside it). One item
-/// runs on the calling thread alone.
+/// `work` on every item: the first on the calling thread, the others on the threads kept for
+/// it (see [`helpers`]).
 fn on_threads<I: Send, R: Send>(items: Vec<I>, work: impl Fn(I) -> R + Sync) -> Vec<R> {
-    if items.len() <= 1 {
-        return items.into_iter().map(work).collect();
-    }
-    let mut items = items.into_iter();
-    let work = &work;
-    std::thread::scope(|scope| {
-        let first = items.next().expect("two items or more");
-        let others: Vec<_> = items.map(|item| scope.spawn(move || work(item))).collect();
-        let mut results = vec![work(first)];
-        results.extend(
-            others
-                .into_iter()
-                .map(|thread| thread.join().expect("no panic")),
-        );
-        results
-    })
+    let items: Vec<Mutex<Option<I>>> = items.into_iter().map(|item| Some(item).into()).collect();
+    let results: Vec<Mutex<Option<R>>> = items.iter().map(|_| None.into()).collect();
+    helpers::run_parts(items.len(), &|index| {
+        let item = helpers::lock(&items[index])
+            .take()
+            .expect("each part runs once");
+        *helpers::lock(&results[index]) = Some(work(item));
+    });
+    (results.into_iter())
+        .map(|result| result.into_inner().ok().flatten().expect("every part ran"))
+        .collect()
 }
 
 #[cfg(test)]
