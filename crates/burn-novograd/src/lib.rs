@@ -44,7 +44,8 @@
 //!
 //! Fused steps (see [`NovoGradConfig::fused`] and [`NovoGrad::fused_path`]): on Burn's Flex CPU
 //! backend (crate feature `flex`, on by default; f32 and f64) two passes over the data, split
-//! over the cores; on Burn's CubeCL backend for WGPU and CUDA (crate features `wgpu`, `cuda`;
+//! over the cores for a tensor of 2¹⁸ elements or more (on one helper thread per core besides
+//! the caller's, started at the first such tensor and asleep between steps); on Burn's CubeCL backend for WGPU and CUDA (crate features `wgpu`, `cuda`;
 //! under Burn's Fusion, which Burn's default features turn on, add `fusion`; f32 parameters)
 //! one kernel launch per tensor that one cube covers, three per larger tensor, or three for all
 //! of a module's tensors inside [`multi_tensor`]. Every other
