@@ -277,17 +277,14 @@ fn largest_magnitude(values: &[f32]) -> f32 {
     }
 }
 
-/// `f32::round` (to nearest, ties away from zero) from operations that vectorise: `trunc` and
-/// the exact fraction `x − trunc(x)`. Equal to `x.round()` for every `x` except that it may
-/// give `+0` where `round` gives `−0`.
+/// `f32::round` (to nearest, ties away from zero) from operations that vectorise: `x` plus
+/// the largest f32 below ½, with `x`'s sign, truncated. A tie `n + ½` sums to within half an
+/// ulp of `n + 1` and rounds there; anything below it stays below. Equal to `x.round()` for
+/// every f32 (tested over all 2³² of them).
 #[inline(always)]
 fn round_half_away(x: f32) -> f32 {
-    let truncated = x.trunc();
-    let away = match (x - truncated).abs() >= 0.5 {
-        true => 1.0f32.copysign(x),
-        false => 0.0,
-    };
-    truncated + away
+    const BELOW_HALF: f32 = 0.499_999_97;
+    (x + BELOW_HALF.copysign(x)).trunc()
 }
 
 /// Both passes over one contiguous tensor, `w` and `m` in place. `None` (and nothing touched)
@@ -497,22 +494,16 @@ mod tests {
         }
     }
 
+    /// Every one of the 2³² f32 bit patterns (about 15 s).
     #[test]
     fn round_half_away_is_f32_round() {
-        let edges = [
-            0.5, 1.5, 2.5, 0.49999997, 0.50000006, 126.5, 127.49999, 8388607.5, 1e30,
-        ];
-        let specials = [0.0, f32::INFINITY, f32::MIN_POSITIVE, 1e-45];
-        let mut values: Vec<f32> = edges.iter().chain(&specials).copied().collect();
-        // Every f32 in [−256, 256] with its last 12 bits zero, ties among them.
-        values.extend(
-            (0..1u32 << 20)
-                .map(|i| f32::from_bits(i << 12))
-                .filter(|x| x.abs() <= 256.0),
-        );
-        for x in values.iter().flat_map(|&x| [x, -x]) {
-            assert_eq!(round_half_away(x), x.round(), "{x:e}");
+        for bits in 0..=u32::MAX {
+            let x = f32::from_bits(bits);
+            let (rounded, expected) = (round_half_away(x), x.round());
+            assert!(
+                rounded == expected || (rounded.is_nan() && expected.is_nan()),
+                "{x:e}: {rounded} against {expected}"
+            );
         }
-        assert!(round_half_away(f32::NAN).is_nan());
     }
 }
