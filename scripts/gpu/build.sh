@@ -22,14 +22,16 @@ features=(--features novograd-tests/cuda,novograd-benches/cuda,novograd-benches/
 # Both in one cargo call: one feature resolution, one build of Burn.
 json=$(cargo build --release -p novograd-benches -p novograd-tests --tests --bins \
   "${features[@]}" --message-format=json-render-diagnostics)
-executable() { # the executable of target $1 of kind $2
-  jq -r --arg name "$1" --arg kind "$2" \
+executable() { # the executable of target $1 of kind $2, built as a test harness or not ($3)
+  jq -r --arg name "$1" --arg kind "$2" --argjson harness "$3" \
     'select(.reason == "compiler-artifact" and .target.name == $name
-            and (.target.kind | index($kind)) and .executable != null) | .executable' \
+            and (.target.kind | index($kind)) and .profile.test == $harness
+            and .executable != null) | .executable' \
     <<<"$json" | tail -n 1
 }
-tests=$(executable integration test)
-benches=$(executable novograd-benches bin)
+tests=$(executable integration test true)
+# `--tests` also builds the bench's own unit tests as a binary of kind `bin`: not that one.
+benches=$(executable novograd-benches bin false)
 rm -rf "$bundle"
 staging=$(mktemp -d)
 trap 'rm -rf "$staging"' EXIT
